@@ -1,0 +1,61 @@
+# Every setup step lives here: a fresh clone needs only python3 (3.11+) and, for the
+# control-plane tests, Go. `make demo` and `make test` are the two commands a new user runs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEV_STAMP := $(VENV)/.dev-installed
+MODELS_STAMP := examples/models/.generated
+
+.PHONY: demo test test-runtime lint format proto models bench cluster-build cluster-up cluster-down clean
+
+$(DEV_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(MODELS_STAMP): $(DEV_STAMP) examples/make_models.py
+	$(PY) examples/make_models.py --out examples/models
+	touch $@
+
+models: $(MODELS_STAMP)
+
+## demo: local runtime on loopback serving the example models under a short load
+demo: $(MODELS_STAMP)
+	$(PY) examples/demo.py --models examples/models
+
+## test: the whole suite (runtime, control plane, operator)
+test: $(DEV_STAMP) $(MODELS_STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest -rs
+
+test-runtime: $(DEV_STAMP) $(MODELS_STAMP)
+	$(PY) -m pytest -rs tests/runtime
+
+lint: $(DEV_STAMP)
+	$(PY) -m ruff check .
+
+format: $(DEV_STAMP)
+	$(PY) -m ruff format .
+
+## proto: regenerate the Open Inference Protocol stubs (committed; a test checks they are current)
+proto: $(DEV_STAMP)
+	cd runtime && ../$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
+		sluice_runtime/protocol/inference.proto
+
+## bench: runtime benchmark against raw onnxruntime and MLServer (see bench/README.md)
+bench: $(MODELS_STAMP)
+	$(PY) bench/runtime.py --models examples/models
+
+## cluster-up / cluster-down: the real control plane the operator tests use, by hand
+cluster-build: $(DEV_STAMP)
+	$(PY) -m tests.controlplane build
+
+cluster-up: $(DEV_STAMP)
+	$(PY) -m tests.controlplane up
+
+cluster-down: $(DEV_STAMP)
+	$(PY) -m tests.controlplane down
+
+clean:
+	rm -rf $(VENV) examples/models .pytest_cache .ruff_cache

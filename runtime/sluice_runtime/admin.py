@@ -1,0 +1,129 @@
+"""HTTP on the metrics port: Prometheus metrics and live batching reconfiguration.
+
+``GET /metrics``; ``GET /v1/batching``; ``PUT /v1/batching/<model>`` with a JSON object
+of any of ``max_batch_size``, ``max_delay_ms``, ``default_slo_ms``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Mapping
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sluice_runtime.batcher import BatchedModel
+from sluice_runtime.metrics import RuntimeMetrics
+
+log = logging.getLogger(__name__)
+
+_BATCHING_PATH = "/v1/batching"
+_MAX_BODY_BYTES = 64 * 1024
+
+
+class AdminServer:
+    """Serves the metrics port from a thread; configuration changes run on the event loop."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        metrics: RuntimeMetrics,
+        batchers: Mapping[str, BatchedModel],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._metrics = metrics
+        self._batchers = batchers
+        self._loop = loop
+        self._http = ThreadingHTTPServer((host, port), self._handler_class())
+        self._http.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._http.serve_forever, name="sluice-admin", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when 0 was asked for)."""
+        return self._http.server_address[1]
+
+    def start(self) -> None:
+        """Start serving."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._http.shutdown()
+        self._http.server_close()
+
+    def batching(self) -> dict[str, Any]:
+        """Every batched model's configuration."""
+        return {name: b.config.as_dict() for name, b in self._batchers.items()}
+
+    def reconfigure(self, model: str, changes: dict[str, Any]) -> tuple[HTTPStatus, Any]:
+        """Validate and apply a change on the event loop; returns status and JSON body."""
+        batcher = self._batchers.get(model)
+        if batcher is None:
+            return HTTPStatus.NOT_FOUND, {"error": f"no batched model '{model}'"}
+        try:
+            config = batcher.config.updated(changes)
+        except (ValueError, TypeError) as exc:
+            return HTTPStatus.BAD_REQUEST, {"error": str(exc)}
+        asyncio.run_coroutine_threadsafe(self._apply(batcher, config), self._loop).result(5)
+        log.info("model %s batching now %s", model, config.as_dict())
+        return HTTPStatus.OK, config.as_dict()
+
+    @staticmethod
+    async def _apply(batcher: BatchedModel, config: Any) -> None:
+        batcher.reconfigure(config)
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        admin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("admin: " + format, *args)
+
+            def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _json(self, status: HTTPStatus, payload: Any) -> None:
+                self._send(status, json.dumps(payload).encode(), "application/json")
+
+            def do_GET(self) -> None:
+                if self.path == "/metrics":
+                    body = generate_latest(admin._metrics.registry)
+                    self._send(HTTPStatus.OK, body, CONTENT_TYPE_LATEST)
+                elif self.path == _BATCHING_PATH:
+                    self._json(HTTPStatus.OK, admin.batching())
+                else:
+                    self._json(HTTPStatus.NOT_FOUND, {"error": f"no resource {self.path}"})
+
+            def do_PUT(self) -> None:
+                prefix = _BATCHING_PATH + "/"
+                if not self.path.startswith(prefix):
+                    self._json(HTTPStatus.NOT_FOUND, {"error": f"no resource {self.path}"})
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > _MAX_BODY_BYTES:
+                    self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "body too large"})
+                    return
+                try:
+                    changes = json.loads(self.rfile.read(length) or b"null")
+                except json.JSONDecodeError as exc:
+                    self._json(HTTPStatus.BAD_REQUEST, {"error": f"invalid JSON: {exc}"})
+                    return
+                if not isinstance(changes, dict):
+                    self._json(HTTPStatus.BAD_REQUEST, {"error": "body must be a JSON object"})
+                    return
+                self._json(*admin.reconfigure(self.path[len(prefix):], changes))
+
+        return Handler

@@ -1,0 +1,135 @@
+"""``sluice-runtime``: the command every Sluice pod runs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sluice_runtime.codec import BUDGET_PARAMETER
+from sluice_runtime.settings import BatchingConfig, ModelSource, RuntimeSettings
+
+
+def _pairs(values: Sequence[str], flag: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if not sep or not name or not rest:
+            raise SystemExit(f"{flag} expects NAME=VALUE, got {value!r}")
+        if name in pairs:
+            raise SystemExit(f"{flag} names '{name}' twice")
+        pairs[name] = rest
+    return pairs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface (documented in the README)."""
+    parser = argparse.ArgumentParser(prog="sluice-runtime", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="serve ONNX models over the Open Inference Protocol (gRPC)",
+        description=(
+            "Serve ONNX models over the Open Inference Protocol with SLO-aware adaptive "
+            f"batching. Requests may carry their remaining budget in the '{BUDGET_PARAMETER}' "
+            "request parameter; the deadline is the tightest of that and the gRPC deadline."
+        ),
+    )
+    defaults = RuntimeSettings()
+    batching = BatchingConfig()
+    add = serve.add_argument
+    add("--model", action="append", default=[], metavar="NAME=SOURCE",
+        help="a model to serve: a path, file:///path or http(s):// URL (repeatable); "
+             "with --pipeline, overrides the source of the stage NAME")
+    add("--model-sha256", action="append", default=[], metavar="NAME=HEX",
+        help="expected SHA-256 of a model file, checked before loading (repeatable)")
+    add("--pipeline", type=Path, metavar="FILE",
+        help="an InferencePipeline manifest: serve each stage, and the pipeline as a model "
+             "named after it that runs the stages in order")
+    add("--remote", action="append", default=[], metavar="STAGE=HOST:PORT",
+        help="serve a pipeline stage by calling another runtime (repeatable)")
+    add("--host", default=defaults.host, help="address to listen on (default %(default)s)")
+    add("--port", type=int, default=defaults.port, help="gRPC port (default %(default)s)")
+    add("--metrics-port", type=int, default=defaults.metrics_port,
+        help="HTTP port for /metrics and the /v1/batching admin API (default %(default)s)")
+    add("--max-batch-size", type=int, default=batching.max_batch_size,
+        help="rows per batch (default %(default)s)")
+    add("--max-delay-ms", type=float, default=batching.max_delay_ms,
+        help="longest a request waits for its batch to fill (default %(default)s)")
+    add("--default-slo-ms", type=float, default=batching.default_slo_ms,
+        help="deadline of requests that carry none (default %(default)s)")
+    add("--max-queue-size", type=int, default=defaults.max_queue_size,
+        help="queued requests per model before RESOURCE_EXHAUSTED (default %(default)s)")
+    add("--executors", type=int, default=None,
+        help="batches computed at once (default: follow the CPU allocation)")
+    add("--cgroup-root", type=Path, default=defaults.cgroup_root,
+        help="where to read the CPU limit (cpu.max) from (default %(default)s)")
+    add("--cpu-poll-interval-s", type=float, default=defaults.cpu_poll_interval_s,
+        help="how often to re-read the CPU limit (default %(default)s)")
+    add("--request-log", metavar="PATH|-",
+        help="write per-request and per-batch JSON lines here ('-': stdout)")
+    add("--model-cache-dir", type=Path, default=defaults.model_cache_dir,
+        help="where downloaded models are kept (default %(default)s)")
+    add("--drain-timeout-s", type=float, default=defaults.drain_timeout_s,
+        help="longest to wait for in-flight requests on SIGTERM (default %(default)s)")
+    add("--remote-connect-timeout-s", type=float, default=defaults.remote_connect_timeout_s,
+        help="how long to wait for remote stages at start (default %(default)s)")
+    add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> RuntimeSettings:
+    """Turn parsed arguments into validated settings (SystemExit with a message if not)."""
+    models = _pairs(args.model, "--model")
+    digests = _pairs(args.model_sha256, "--model-sha256")
+    if stray := sorted(set(digests) - set(models)):
+        raise SystemExit(f"--model-sha256 names models not given with --model: {stray}")
+    if not models and args.pipeline is None:
+        raise SystemExit("nothing to serve: give --model NAME=SOURCE or --pipeline FILE")
+    if args.remote and args.pipeline is None:
+        raise SystemExit("--remote needs --pipeline")
+    if args.executors is not None and args.executors < 1:
+        raise SystemExit(f"--executors must be >= 1, got {args.executors}")
+    if args.max_queue_size < 1:
+        raise SystemExit(f"--max-queue-size must be >= 1, got {args.max_queue_size}")
+    try:
+        batching = BatchingConfig(args.max_batch_size, args.max_delay_ms, args.default_slo_ms)
+    except ValueError as exc:
+        raise SystemExit(f"invalid batching: {exc}") from None
+    return RuntimeSettings(
+        models=tuple(ModelSource(n, uri, digests.get(n)) for n, uri in models.items()),
+        pipeline_file=args.pipeline,
+        remotes=_pairs(args.remote, "--remote"),
+        host=args.host,
+        port=args.port,
+        metrics_port=args.metrics_port,
+        batching=batching,
+        max_queue_size=args.max_queue_size,
+        executors=args.executors,
+        cgroup_root=args.cgroup_root,
+        cpu_poll_interval_s=args.cpu_poll_interval_s,
+        request_log=args.request_log,
+        model_cache_dir=args.model_cache_dir,
+        drain_timeout_s=args.drain_timeout_s,
+        remote_connect_timeout_s=args.remote_connect_timeout_s,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``sluice-runtime``."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    settings = settings_from_args(args)
+    from sluice_runtime.server import RuntimeServer  # heavy imports only once args are valid
+
+    return asyncio.run(RuntimeServer(settings).run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""Open Inference Protocol messages to and from protocol-neutral requests and arrays.
+
+Decoding validates everything that can be checked without the model's signature
+(datatypes, shapes, content sizes); :func:`signature.validate_request` checks the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from sluice_runtime.datatypes import BY_NAME, Datatype, from_numpy
+from sluice_runtime.errors import InvalidInput
+from sluice_runtime.protocol import inference_pb2 as pb
+
+# The remaining end-to-end budget of a request, in milliseconds, as a request
+# parameter: a pipeline router passes it down so each stage knows its deadline.
+BUDGET_PARAMETER = "sluice-budget-ms"
+
+_MAX_ELEMENTS = 1 << 31
+
+
+def request_deadline(
+    now: float, grpc_remaining_s: float | None, budget_ms: float | None, default_slo_ms: float
+) -> float:
+    """The absolute deadline: the tightest of the gRPC deadline and the carried budget.
+
+    When the caller gave neither, the model's default SLO applies.
+    """
+    limits = [now + grpc_remaining_s] if grpc_remaining_s is not None else []
+    if budget_ms is not None:
+        limits.append(now + budget_ms / 1000.0)
+    return min(limits) if limits else now + default_slo_ms / 1000.0
+
+
+def budget_from_parameters(parameters: Mapping[str, pb.InferParameter]) -> float | None:
+    """The ``sluice-budget-ms`` request parameter, validated, or None when absent."""
+    if BUDGET_PARAMETER not in parameters:
+        return None
+    param = parameters[BUDGET_PARAMETER]
+    kind = param.WhichOneof("parameter_choice")
+    if kind not in ("double_param", "int64_param", "uint64_param"):
+        raise InvalidInput(f"parameter '{BUDGET_PARAMETER}' must be a number, got {kind}")
+    value = float(getattr(param, kind))
+    if not np.isfinite(value) or value < 0:
+        raise InvalidInput(f"parameter '{BUDGET_PARAMETER}' must be >= 0, got {value}")
+    return value
+
+
+def _element_count(name: str, shape: list[int]) -> int:
+    count = 1
+    for dim in shape:
+        if dim < 0:
+            raise InvalidInput(f"input '{name}': shape {shape} has a negative dimension")
+        count *= dim
+        if count > _MAX_ELEMENTS:
+            raise InvalidInput(f"input '{name}': shape {shape} is too large")
+    return count
+
+
+def _decode_contents(
+    name: str, datatype: Datatype, contents: pb.InferTensorContents, count: int
+) -> np.ndarray:
+    filled = [f.name for f, _ in contents.ListFields()]
+    if datatype.contents_field is None:
+        raise InvalidInput(
+            f"input '{name}': {datatype.name} can only be sent in raw_input_contents"
+        )
+    wrong = [f for f in filled if f != datatype.contents_field]
+    if wrong:
+        raise InvalidInput(
+            f"input '{name}': datatype {datatype.name} travels in {datatype.contents_field}, "
+            f"not {', '.join(wrong)}"
+        )
+    values = getattr(contents, datatype.contents_field)
+    if len(values) != count:
+        raise InvalidInput(
+            f"input '{name}': {datatype.contents_field} holds {len(values)} values, "
+            f"the shape needs {count}"
+        )
+    try:
+        # Narrow integers travel widened to 32 bits: numpy refuses values that would wrap.
+        return np.array(values, dtype=datatype.dtype).reshape(count)
+    except OverflowError:
+        raise InvalidInput(
+            f"input '{name}': a value is out of range for {datatype.name}"
+        ) from None
+
+
+def _decode_raw(name: str, datatype: Datatype, raw: bytes, count: int) -> np.ndarray:
+    expected = count * datatype.dtype.itemsize
+    if len(raw) != expected:
+        raise InvalidInput(
+            f"input '{name}': raw contents hold {len(raw)} bytes, "
+            f"the shape and {datatype.name} need {expected}"
+        )
+    return np.frombuffer(raw, dtype=datatype.dtype)
+
+
+def decode_inputs(request: pb.ModelInferRequest) -> dict[str, np.ndarray]:
+    """Decode every input tensor of a request into a numpy array of its declared shape."""
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise InvalidInput(
+            f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs; "
+            "with raw contents every input needs exactly one"
+        )
+    arrays: dict[str, np.ndarray] = {}
+    for index, tensor in enumerate(request.inputs):
+        name = tensor.name
+        if not name:
+            raise InvalidInput(f"input #{index} has no name")
+        if name in arrays:
+            raise InvalidInput(f"input '{name}' appears more than once")
+        datatype = BY_NAME.get(tensor.datatype)
+        if datatype is None:
+            raise InvalidInput(f"input '{name}': unsupported datatype '{tensor.datatype}'")
+        shape = list(tensor.shape)
+        count = _element_count(name, shape)
+        has_contents = tensor.HasField("contents") and bool(tensor.contents.ListFields())
+        if raw and has_contents:
+            raise InvalidInput(f"input '{name}': both contents and raw_input_contents are set")
+        if raw:
+            flat = _decode_raw(name, datatype, raw[index], count)
+        elif has_contents:
+            flat = _decode_contents(name, datatype, tensor.contents, count)
+        elif count == 0:
+            flat = np.empty(0, datatype.dtype)
+        else:
+            raise InvalidInput(f"input '{name}' carries no data")
+        arrays[name] = flat.reshape(shape)
+    return arrays
+
+
+def requested_outputs(request: pb.ModelInferRequest) -> tuple[str, ...]:
+    """Names of the outputs the caller asked for (empty: all)."""
+    for index, output in enumerate(request.outputs):
+        if not output.name:
+            raise InvalidInput(f"requested output #{index} has no name")
+    return tuple(o.name for o in request.outputs)
+
+
+def encode_response(
+    model: str, request_id: str, outputs: Mapping[str, np.ndarray]
+) -> pb.ModelInferResponse:
+    """Encode output arrays as a response with ``raw_output_contents``."""
+    response = pb.ModelInferResponse(model_name=model, id=request_id)
+    for name, array in outputs.items():
+        tensor = response.outputs.add(name=name, datatype=from_numpy(array.dtype).name)
+        tensor.shape.extend(array.shape)
+        response.raw_output_contents.append(np.ascontiguousarray(array).tobytes())
+    return response
+
+
+def encode_request(
+    model: str,
+    inputs: Mapping[str, np.ndarray],
+    outputs: tuple[str, ...] = (),
+    budget_ms: float | None = None,
+    request_id: str = "",
+) -> pb.ModelInferRequest:
+    """Encode arrays as a request with ``raw_input_contents`` (used to call other runtimes)."""
+    request = pb.ModelInferRequest(model_name=model, id=request_id)
+    for name, array in inputs.items():
+        tensor = request.inputs.add(name=name, datatype=from_numpy(array.dtype).name)
+        tensor.shape.extend(array.shape)
+        request.raw_input_contents.append(np.ascontiguousarray(array).tobytes())
+    for name in outputs:
+        request.outputs.add(name=name)
+    if budget_ms is not None:
+        request.parameters[BUDGET_PARAMETER].double_param = budget_ms
+    return request
+
+
+def decode_response(response: pb.ModelInferResponse) -> dict[str, np.ndarray]:
+    """Decode a response from another runtime (raw or typed contents) into arrays."""
+    as_request = pb.ModelInferRequest(raw_input_contents=response.raw_output_contents)
+    for tensor in response.outputs:
+        as_request.inputs.add(
+            name=tensor.name, datatype=tensor.datatype, shape=tensor.shape,
+            contents=tensor.contents,
+        )
+    return decode_inputs(as_request)

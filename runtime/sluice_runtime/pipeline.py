@@ -1,0 +1,169 @@
+"""Pipelines: an InferencePipeline manifest, and stages chained under one deadline."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from sluice_runtime.errors import InvalidInput, ModelFailure
+from sluice_runtime.servable import Servable, select_outputs
+from sluice_runtime.settings import BatchingConfig
+from sluice_runtime.signature import InferenceRequest, ModelSignature, validate_request
+
+
+class PipelineError(ValueError):
+    """A manifest or a stage wiring the runtime cannot serve."""
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage as the manifest declares it."""
+
+    name: str
+    uri: str
+    sha256: str | None
+    max_batch_size: int | None
+    max_delay_ms: float | None
+
+    def batching(self, defaults: BatchingConfig) -> BatchingConfig:
+        """The stage's batching: its own settings over the runtime's defaults."""
+        changes: dict[str, Any] = {}
+        if self.max_batch_size is not None:
+            changes["max_batch_size"] = self.max_batch_size
+        if self.max_delay_ms is not None:
+            changes["max_delay_ms"] = self.max_delay_ms
+        return defaults.updated(changes)
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """The parts of an InferencePipeline the runtime needs."""
+
+    name: str
+    slo_ms: float | None
+    stages: tuple[StageSpec, ...]
+
+
+def _field(mapping: Mapping[str, Any], key: str, where: str) -> Any:
+    if not isinstance(mapping, Mapping) or key not in mapping:
+        raise PipelineError(f"{where}.{key} is required")
+    return mapping[key]
+
+
+def parse_pipeline(manifest: Mapping[str, Any]) -> PipelineSpec:
+    """Read an InferencePipeline manifest; errors name the offending field."""
+    name = _field(_field(manifest, "metadata", "pipeline"), "name", "metadata")
+    spec = _field(manifest, "spec", "pipeline")
+    stages_raw = _field(spec, "stages", "spec")
+    if not isinstance(stages_raw, list) or not stages_raw:
+        raise PipelineError("spec.stages must be a non-empty list")
+    stages = []
+    for index, raw in enumerate(stages_raw):
+        where = f"spec.stages[{index}]"
+        model = _field(raw, "model", where)
+        batching = raw.get("batching") or {}
+        stages.append(StageSpec(
+            name=str(_field(raw, "name", where)),
+            uri=str(_field(model, "uri", f"{where}.model")),
+            sha256=model.get("sha256"),
+            max_batch_size=batching.get("maxBatchSize"),
+            max_delay_ms=batching.get("maxDelayMs"),
+        ))
+    names = [s.name for s in stages]
+    if len(set(names)) != len(names):
+        raise PipelineError(f"spec.stages: stage names must be unique, got {names}")
+    if name in names:
+        raise PipelineError(f"metadata.name '{name}' must differ from every stage name")
+    slo = (spec.get("slo") or {}).get("latencyMs")
+    return PipelineSpec(str(name), float(slo) if slo is not None else None, tuple(stages))
+
+
+def load_pipeline(path: Path) -> PipelineSpec:
+    """Parse a manifest file (YAML or JSON)."""
+    try:
+        manifest = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise PipelineError(f"cannot read pipeline manifest {path}: {exc}") from exc
+    return parse_pipeline(manifest)
+
+
+def wire(upstream: ModelSignature, downstream: ModelSignature, label: str) -> dict[str, str]:
+    """Map each downstream input to the upstream output that feeds it.
+
+    One output into one input connects whatever their names; otherwise inputs take the
+    outputs of the same name. Datatypes must agree.
+    """
+    if len(upstream.outputs) == 1 and len(downstream.inputs) == 1:
+        mapping = {downstream.inputs[0].name: upstream.outputs[0].name}
+    else:
+        mapping = {}
+        for spec in downstream.inputs:
+            if upstream.output(spec.name) is None:
+                produced = ", ".join(t.name for t in upstream.outputs)
+                raise PipelineError(
+                    f"{label}: input '{spec.name}' has no output of that name upstream "
+                    f"(upstream produces: {produced})"
+                )
+            mapping[spec.name] = spec.name
+    for target, source in mapping.items():
+        have = upstream.output(source)
+        want = downstream.input(target)
+        if have is not None and want is not None and have.datatype != want.datatype:
+            raise PipelineError(
+                f"{label}: output '{source}' is {have.datatype.name}, "
+                f"input '{target}' needs {want.datatype.name}"
+            )
+    return mapping
+
+
+class PipelineModel:
+    """Runs stages in order under the request's single deadline.
+
+    Each stage is any servable: a local batched model (the fused composition: tensors
+    stay in memory, each stage batches on its own queue) or a remote one (isolated).
+    """
+
+    platform = "sluice_pipeline"
+
+    def __init__(self, name: str, stages: Sequence[Servable], default_slo_ms: float) -> None:
+        if not stages:
+            raise PipelineError(f"pipeline '{name}' has no stages")
+        self.name = name
+        self._stages = list(stages)
+        self._default_slo_ms = default_slo_ms
+        self._wiring = [
+            wire(a.signature, b.signature, f"pipeline '{name}', stage '{a.name}' -> '{b.name}'")
+            for a, b in zip(self._stages, self._stages[1:], strict=False)
+        ]
+        self.signature = ModelSignature(
+            self._stages[0].signature.inputs, self._stages[-1].signature.outputs
+        )
+
+    @property
+    def default_slo_ms(self) -> float:
+        """The pipeline's end-to-end SLO, for requests that carry no deadline."""
+        return self._default_slo_ms
+
+    async def infer(self, request: InferenceRequest) -> dict[str, np.ndarray]:
+        """Run every stage, handing each one's outputs to the next."""
+        inputs = request.inputs
+        outputs: dict[str, np.ndarray] = {}
+        for index, stage in enumerate(self._stages):
+            stage_request = InferenceRequest(stage.name, inputs, (), request.deadline, request.id)
+            if index:
+                try:
+                    validate_request(stage.signature, stage_request)
+                except InvalidInput as exc:
+                    raise ModelFailure(
+                        f"pipeline '{self.name}': stage '{stage.name}' cannot take the "
+                        f"previous stage's output: {exc.message}"
+                    ) from None
+            outputs = await stage.infer(stage_request)
+            if index < len(self._wiring):
+                inputs = {dst: outputs[src] for dst, src in self._wiring[index].items()}
+        return select_outputs(outputs, request.requested_outputs)

@@ -1,0 +1,175 @@
+"""The runtime process: load, warm up, serve, follow the CPU, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from sluice_runtime.admin import AdminServer
+from sluice_runtime.batcher import BatchedModel
+from sluice_runtime.cpu import cpu_allocation, executors_for
+from sluice_runtime.executors import ExecutorPool
+from sluice_runtime.metrics import RuntimeMetrics
+from sluice_runtime.model import OnnxModel
+from sluice_runtime.pipeline import PipelineError, PipelineModel, load_pipeline
+from sluice_runtime.protocol.inference_pb2_grpc import add_GRPCInferenceServiceServicer_to_server
+from sluice_runtime.remote import GRPC_MESSAGE_OPTIONS, RemoteModel
+from sluice_runtime.requestlog import RequestLog
+from sluice_runtime.servable import Servable
+from sluice_runtime.servicer import InferenceServicer, ServerState
+from sluice_runtime.settings import BatchingConfig, ModelSource, RuntimeSettings
+from sluice_runtime.sources import resolve
+
+log = logging.getLogger(__name__)
+
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class RuntimeServer:
+    """Owns every part of one runtime process and their order of start and stop."""
+
+    def __init__(self, settings: RuntimeSettings) -> None:
+        self.settings = settings
+        self.metrics = RuntimeMetrics()
+        self.state = ServerState()
+        self.servables: dict[str, Servable] = {}
+        self.batchers: dict[str, BatchedModel] = {}
+        self._remotes: list[RemoteModel] = []
+        self._request_log = RequestLog(settings.request_log)
+        self._health = health.aio.HealthServicer()
+        self._stop = asyncio.Event()
+        self._pool = ExecutorPool(settings.executors or executors_for(self._read_cpu()))
+
+    def _read_cpu(self) -> float:
+        cores = cpu_allocation(self.settings.cgroup_root)
+        self.metrics.cpu_allocation.set(cores)
+        return cores
+
+    async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT, then drain. Returns the process exit code."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        self.metrics.executors.set(self._pool.limit)
+        server = self._grpc_server()
+        await server.start()
+        admin = AdminServer(
+            self.settings.host, self.settings.metrics_port, self.metrics, self.batchers, loop
+        )
+        admin.start()
+        log.info("gRPC on %s:%d, metrics on %s:%d, %d executors",
+                 self.settings.host, self.settings.port, self.settings.host,
+                 self.settings.metrics_port, self._pool.limit)
+        watcher: asyncio.Task[None] | None = None
+        try:
+            loading = asyncio.create_task(self._load())
+            stop = asyncio.create_task(self._stop.wait())
+            await asyncio.wait({loading, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not loading.done():
+                loading.cancel()
+                await asyncio.gather(loading, return_exceptions=True)
+                return 0
+            loading.result()
+            if self.settings.executors is None:
+                watcher = asyncio.create_task(self._follow_cpu())
+            self.state.ready = True
+            await self._health.set("", _SERVING)
+            log.info("ready: serving %s", ", ".join(sorted(self.servables)))
+            await stop
+            await self._drain()
+            return 0
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            await asyncio.gather(*(b.stop() for b in self.batchers.values()))
+            await asyncio.gather(*(r.close() for r in self._remotes))
+            await server.stop(grace=1.0)
+            admin.stop()
+            self._pool.shutdown()
+            self._request_log.close()
+
+    def _grpc_server(self) -> grpc.aio.Server:
+        server = grpc.aio.server(options=GRPC_MESSAGE_OPTIONS)
+        servicer = InferenceServicer(self.servables, self.state, self.metrics)
+        add_GRPCInferenceServiceServicer_to_server(servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        address = f"{self.settings.host}:{self.settings.port}"
+        if server.add_insecure_port(address) == 0:
+            raise OSError(f"cannot listen on {address}")
+        return server
+
+    async def _load_local(self, source: ModelSource, config: BatchingConfig) -> BatchedModel:
+        path = await asyncio.to_thread(
+            resolve, source.uri, source.sha256, self.settings.model_cache_dir
+        )
+        model = await asyncio.to_thread(OnnxModel, source.name, path)
+        batcher = BatchedModel(
+            model, config, self._pool, self.metrics, self._request_log,
+            self.settings.max_queue_size,
+        )
+        await batcher.warm_up()
+        batcher.start()
+        self.batchers[source.name] = batcher
+        log.info("loaded %s from %s", source.name, path)
+        return batcher
+
+    def _register(self, servable: Servable) -> None:
+        if servable.name in self.servables:
+            raise PipelineError(f"two models are named '{servable.name}'")
+        self.servables[servable.name] = servable
+
+    async def _load(self) -> None:
+        settings = self.settings
+        overrides = {m.name: m for m in settings.models}
+        if settings.pipeline_file is None:
+            for source in settings.models:
+                self._register(await self._load_local(source, settings.batching))
+            return
+        spec = load_pipeline(settings.pipeline_file)
+        unknown = sorted(set(settings.remotes) - {s.name for s in spec.stages})
+        if unknown:
+            raise PipelineError(f"--remote names stages not in the pipeline: {unknown}")
+        stages: list[Servable] = []
+        for stage in spec.stages:
+            if stage.name in settings.remotes:
+                remote = RemoteModel(stage.name, settings.remotes[stage.name],
+                                     settings.batching.default_slo_ms)
+                self._remotes.append(remote)
+                await remote.connect(settings.remote_connect_timeout_s)
+                stages.append(remote)
+            else:
+                source = overrides.pop(stage.name, None) or ModelSource(
+                    stage.name, stage.uri, stage.sha256
+                )
+                stages.append(await self._load_local(source, stage.batching(settings.batching)))
+            self._register(stages[-1])
+        for source in overrides.values():  # --model entries that are not stages
+            self._register(await self._load_local(source, settings.batching))
+        slo_ms = spec.slo_ms or settings.batching.default_slo_ms
+        self._register(PipelineModel(spec.name, stages, slo_ms))
+
+    async def _follow_cpu(self) -> None:
+        """Re-read the CPU allocation; an in-place resize changes it under us."""
+        while True:
+            await asyncio.sleep(self.settings.cpu_poll_interval_s)
+            limit = executors_for(self._read_cpu())
+            if limit != self._pool.limit:
+                log.info("CPU allocation changed: %d -> %d executors", self._pool.limit, limit)
+                self._pool.resize(limit)
+                self.metrics.executors.set(limit)
+
+    async def _drain(self) -> None:
+        """Refuse new requests, finish the ones in flight (bounded by the drain timeout)."""
+        log.info("draining: %d requests in flight", self.state.in_flight)
+        self.state.draining = True
+        await self._health.enter_graceful_shutdown()
+        try:
+            await asyncio.wait_for(self.state.wait_idle(), self.settings.drain_timeout_s)
+        except TimeoutError:
+            log.warning("drain timeout: %d requests still in flight", self.state.in_flight)
+        log.info("drained")

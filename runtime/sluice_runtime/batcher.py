@@ -100,7 +100,11 @@ class BatchedModel:
         return self._latency.predict(rows)
 
     async def warm_up(self) -> None:
-        """Run example batches so first requests are not slow and predictions exist."""
+        """Run example batches so first requests are not slow and predictions exist.
+
+        Zero-filled inputs can be invalid for a data-dependent model: then the model is
+        served cold, with a warning, rather than not at all.
+        """
         sizes = sorted({1, self._config.max_batch_size if self.signature.batchable else 1})
         for rows in sizes:
             inputs = self._model.example_inputs(rows)
@@ -108,6 +112,10 @@ class BatchedModel:
                 await self._pool.acquire()
                 try:
                     _, seconds = await self._pool.run(self._timed_run, inputs)
+                except Exception as exc:
+                    log.warning("model %s: warm-up on zero inputs failed, serving it cold: %s",
+                                self.name, exc)
+                    return
                 finally:
                     self._pool.release()
                 self._latency.observe(rows, seconds)

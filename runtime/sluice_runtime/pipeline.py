@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ import yaml
 from sluice_runtime.errors import InvalidInput, ModelFailure
 from sluice_runtime.servable import Servable, select_outputs
 from sluice_runtime.settings import BatchingConfig
-from sluice_runtime.signature import InferenceRequest, ModelSignature, validate_request
+from sluice_runtime.signature import DYNAMIC, InferenceRequest, ModelSignature, validate_request
 
 
 class PipelineError(ValueError):
@@ -92,6 +93,13 @@ def load_pipeline(path: Path) -> PipelineSpec:
     return parse_pipeline(manifest)
 
 
+def shapes_compatible(produced: tuple[int, ...], accepted: tuple[int, ...]) -> bool:
+    """Same rank, and every dimension fixed on both sides agrees."""
+    return len(produced) == len(accepted) and all(
+        a == b or DYNAMIC in (a, b) for a, b in zip(produced, accepted, strict=True)
+    )
+
+
 def wire(upstream: ModelSignature, downstream: ModelSignature, label: str) -> dict[str, str]:
     """Map each downstream input to the upstream output that feeds it.
 
@@ -111,12 +119,18 @@ def wire(upstream: ModelSignature, downstream: ModelSignature, label: str) -> di
                 )
             mapping[spec.name] = spec.name
     for target, source in mapping.items():
-        have = upstream.output(source)
-        want = downstream.input(target)
-        if have is not None and want is not None and have.datatype != want.datatype:
+        have, want = upstream.output(source), downstream.input(target)
+        if have is None or want is None:
+            continue
+        if have.datatype != want.datatype:
             raise PipelineError(
                 f"{label}: output '{source}' is {have.datatype.name}, "
                 f"input '{target}' needs {want.datatype.name}"
+            )
+        if not shapes_compatible(have.shape, want.shape):
+            raise PipelineError(
+                f"{label}: output '{source}' has shape {list(have.shape)}, "
+                f"input '{target}' needs {list(want.shape)}"
             )
     return mapping
 
@@ -138,7 +152,7 @@ class PipelineModel:
         self._default_slo_ms = default_slo_ms
         self._wiring = [
             wire(a.signature, b.signature, f"pipeline '{name}', stage '{a.name}' -> '{b.name}'")
-            for a, b in zip(self._stages, self._stages[1:], strict=False)
+            for a, b in itertools.pairwise(self._stages)
         ]
         self.signature = ModelSignature(
             self._stages[0].signature.inputs, self._stages[-1].signature.outputs

@@ -56,6 +56,8 @@ class RuntimeServer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         self.metrics.executors.set(self._pool.limit)
+        # grpc's health servicer starts out SERVING; readiness must wait for warm models.
+        await self._health.set("", _NOT_SERVING)
         server = self._grpc_server()
         await server.start()
         admin = AdminServer(

@@ -1,0 +1,54 @@
+"""Fixtures for runtime tests: generated models and runtime processes on loopback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.runtime import models
+from tests.runtime.harness import Runtime
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def example_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example models, generated fresh by the project's own generator."""
+    out = tmp_path_factory.mktemp("example-models")
+    subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "make_models.py"), "--out", str(out)],
+        check=True, capture_output=True,
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def test_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Models built for single behaviours (datatypes, slowness, failures, weight size)."""
+    out = tmp_path_factory.mktemp("test-models")
+    models.passthrough(out / "passthrough.onnx")
+    # FP16 has no typed contents field in the protocol: this one takes the rest.
+    models.passthrough(out / "typed.onnx", tuple(t for t in models.DATATYPES if t != "FP16"))
+    models.slow(out / "slow.onnx")
+    models.row_sum(out / "row_sum.onnx")
+    models.reshaper(out / "reshaper.onnx")
+    return out
+
+
+@pytest.fixture
+def start_runtime(tmp_path: Path) -> Iterator[Callable[..., Runtime]]:
+    """Start ``sluice-runtime serve`` with the given arguments; stopped after the test."""
+    started: list[Runtime] = []
+
+    def start(*args: str | Path) -> Runtime:
+        runtime = Runtime([str(a) for a in args], tmp_path)
+        started.append(runtime)
+        return runtime.start()
+
+    yield start
+    for runtime in reversed(started):
+        runtime.stop()

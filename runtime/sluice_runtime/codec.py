@@ -7,6 +7,7 @@ Decoding validates everything that can be checked without the model's signature
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -141,15 +142,20 @@ def requested_outputs(request: pb.ModelInferRequest) -> tuple[str, ...]:
     return tuple(o.name for o in request.outputs)
 
 
+def _append_raw(tensors: Any, raw: Any, name: str, array: np.ndarray) -> None:
+    """Add a tensor's metadata to ``tensors`` and its bytes to the parallel ``raw`` list."""
+    tensor = tensors.add(name=name, datatype=from_numpy(array.dtype).name)
+    tensor.shape.extend(array.shape)
+    raw.append(np.ascontiguousarray(array).tobytes())
+
+
 def encode_response(
     model: str, request_id: str, outputs: Mapping[str, np.ndarray]
 ) -> pb.ModelInferResponse:
     """Encode output arrays as a response with ``raw_output_contents``."""
     response = pb.ModelInferResponse(model_name=model, id=request_id)
     for name, array in outputs.items():
-        tensor = response.outputs.add(name=name, datatype=from_numpy(array.dtype).name)
-        tensor.shape.extend(array.shape)
-        response.raw_output_contents.append(np.ascontiguousarray(array).tobytes())
+        _append_raw(response.outputs, response.raw_output_contents, name, array)
     return response
 
 
@@ -163,9 +169,7 @@ def encode_request(
     """Encode arrays as a request with ``raw_input_contents`` (used to call other runtimes)."""
     request = pb.ModelInferRequest(model_name=model, id=request_id)
     for name, array in inputs.items():
-        tensor = request.inputs.add(name=name, datatype=from_numpy(array.dtype).name)
-        tensor.shape.extend(array.shape)
-        request.raw_input_contents.append(np.ascontiguousarray(array).tobytes())
+        _append_raw(request.inputs, request.raw_input_contents, name, array)
     for name in outputs:
         request.outputs.add(name=name)
     if budget_ms is not None:

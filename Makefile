@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 DEV_STAMP := $(VENV)/.dev-installed
 MODELS_STAMP := examples/models/.generated
 
-.PHONY: demo test test-runtime lint format proto models bench cluster-build cluster-up cluster-down clean
+.PHONY: demo test test-runtime lint format proto models bench cluster-build cluster-up cluster-down kind-up kind-down clean
 
 $(DEV_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,13 @@ cluster-up: $(DEV_STAMP)
 
 cluster-down: $(DEV_STAMP)
 	$(PY) -m tests.controlplane down
+
+## kind-up / kind-down: the whole product on a local kind cluster (needs Docker; docs/kind.md)
+kind-up:
+	hack/kind-up.sh
+
+kind-down:
+	hack/kind-down.sh
 
 clean:
 	rm -rf $(VENV) examples/models .pytest_cache .ruff_cache

@@ -43,8 +43,9 @@ proto: $(DEV_STAMP)
 	cd runtime && ../$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
 		sluice_runtime/protocol/inference.proto
 
-## bench: runtime benchmark against raw onnxruntime and MLServer (see bench/README.md)
+## bench: runtime benchmark against raw onnxruntime, a null gRPC server and MLServer (docs/bench.md)
 bench: $(MODELS_STAMP)
+	bench/setup_mlserver.sh $(PYTHON)
 	$(PY) bench/runtime.py --models examples/models
 
 ## cluster-up / cluster-down: the real control plane the operator tests use, by hand
@@ -65,4 +66,4 @@ kind-down:
 	hack/kind-down.sh
 
 clean:
-	rm -rf $(VENV) examples/models .pytest_cache .ruff_cache
+	rm -rf $(VENV) examples/models .pytest_cache .ruff_cache bench/.venv-mlserver bench/results

@@ -33,13 +33,12 @@ from sluice_runtime.codec import BUDGET_PARAMETER
 from sluice_runtime.datatypes import BY_NAME
 from sluice_runtime.protocol import inference_pb2 as pb
 from sluice_runtime.protocol import inference_pb2_grpc as pb_grpc
+from sluice_runtime.remote import GRPC_MESSAGE_OPTIONS
 
 INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
-# Room for a CNN batch of a few dozen 3x112x112 images per message.
-CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-]
+# The event loop sleeps in whole milliseconds (epoll), so a plain sleep sends up to a
+# millisecond late; the last stretch before a send is spent yielding to the loop instead.
+SPIN_S = 0.0015
 
 
 class LoadgenError(Exception):
@@ -119,6 +118,19 @@ def budget_encoder() -> Callable[[float], bytes]:
     return lambda ms: prefix + struct.pack("<d", ms)
 
 
+async def sleep_until(due: float) -> None:
+    """Return at monotonic time ``due``, to within tens of microseconds.
+
+    Sleeps until ``SPIN_S`` before, then yields to the event loop until the time comes
+    (still handling responses meanwhile): a deliberate spin, no event to wait on.
+    """
+    delay = due - time.monotonic()
+    if delay > SPIN_S:
+        await asyncio.sleep(delay - SPIN_S)
+    while time.monotonic() < due:  # noqa: ASYNC110
+        await asyncio.sleep(0)
+
+
 class Driver:
     """Sends pre-serialised ModelInfer requests on one channel and records the results."""
 
@@ -133,7 +145,7 @@ class Driver:
         self._call = channel.unary_unary(INFER_METHOD)
         self._payload = payload
         self._budget_ms = budget_ms
-        self._encode_budget = budget_encoder() if budget_ms is not None else None
+        self._encode_budget = budget_encoder()
         self._timeout_s = timeout_s
         self.records = arrivals.Records()
 
@@ -141,7 +153,7 @@ class Driver:
         """Send one request due at monotonic time ``due``; record it relative to ``start``."""
         sent = time.monotonic()
         payload = self._payload
-        if self._encode_budget is not None and self._budget_ms is not None:
+        if self._budget_ms is not None:
             # The client's own lateness already ate part of the end-to-end budget.
             remaining_ms = self._budget_ms - (sent - due) * 1e3
             payload += self._encode_budget(max(remaining_ms, 0.0))
@@ -158,9 +170,7 @@ class Driver:
         start = time.monotonic()
         for offset in offsets:
             due = start + offset
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            await sleep_until(due)
             task = asyncio.create_task(self.send(start, due))
             pending.add(task)
             task.add_done_callback(pending.discard)
@@ -245,7 +255,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     """Prepare the request, drive the load, and return the report."""
     rng = np.random.default_rng(args.seed)
     offsets = schedule(args, rng) if args.clients is None else None
-    async with grpc.aio.insecure_channel(args.target, options=CHANNEL_OPTIONS) as channel:
+    async with grpc.aio.insecure_channel(args.target, options=GRPC_MESSAGE_OPTIONS) as channel:
         await wait_ready(channel, args.target, args.wait_s)
         specs = args.input or await model_inputs(channel, args.model)
         request = build_request(args.model, specs, args.batch, rng)
@@ -328,7 +338,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--slo-ms", type=_positive_float, help="latency SLO for goodput")
     p.add_argument("--budget-ms", type=_positive_float,
                    help=f"send the {BUDGET_PARAMETER} parameter (minus the client's lateness)")
-    p.add_argument("--timeout-s", type=_positive_float, default=30.0, help="gRPC deadline")
+    p.add_argument("--timeout-s", type=_positive_float,
+                   help="gRPC deadline per request (default none: the server's default SLO)")
     p.add_argument("--wait-s", type=_positive_float, default=10.0,
                    help="how long to wait for the server to accept a connection")
     p.add_argument("--seed", type=int, default=0)

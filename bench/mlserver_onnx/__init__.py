@@ -1,0 +1,1 @@
+"""An onnxruntime inference runtime for MLServer, used only by the benchmark."""

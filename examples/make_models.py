@@ -1,6 +1,6 @@
 """Generate the example ONNX models: realistic shapes, random weights, deterministic seed.
 
-- ``cnn.onnx``: a ResNet-like CNN, ``images[N,3,112,112]`` -> ``logits[N,100]``
+- ``cnn.onnx``: a ResNet-like CNN, ``images[N,3,224,224]`` -> ``logits[N,100]``
   (compute-bound: batching buys little, cores buy a lot).
 - ``mlp.onnx``: a 3-layer MLP, ``features[N,384]`` -> ``scores[N,16]``
   (overhead-bound: batching is everything).
@@ -113,7 +113,7 @@ def build_cnn(seed: int = 1, classes: int = 100) -> onnx.ModelProto:
     rename_last(b, "logits")
     return b.model(
         "cnn",
-        [tensor("images", TensorProto.FLOAT, 3, 112, 112)],
+        [tensor("images", TensorProto.FLOAT, 3, 224, 224)],
         [tensor("logits", TensorProto.FLOAT, classes)],
     )
 

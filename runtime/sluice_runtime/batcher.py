@@ -71,6 +71,9 @@ class BatchedModel:
         self._arrivals = RateMeter()
         self._running: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        self._queue_wait = metrics.queue_wait.labels(self.name)
+        self._compute = metrics.compute.labels(self.name)
+        self._batch_size = metrics.batch_size.labels(self.name)
         metrics.queue_depth.labels(self.name).set_function(lambda: len(self._queue))
         metrics.arrival_rate.labels(self.name).set_function(self._arrivals.rate)
         self._publish_config()
@@ -201,6 +204,8 @@ class BatchedModel:
         start = dispatch_at(
             now, self._queue.rows_with_key(head.key), oldest, head.deadline,
             max_rows, config.max_delay_s, self._latency.predict,
+            idle_executor=self._pool.busy < self._pool.limit,
+            arrival_rate_per_s=self._arrivals.rate(),
         )
         if start > now:
             await self._sleep_until(start)
@@ -264,10 +269,10 @@ class BatchedModel:
         code = "OK" if error is None else "INTERNAL"
         if error is None:
             self._latency.observe(sum(rows), compute_s)
-        self._metrics.compute.labels(self.name).observe(compute_s)
-        self._metrics.batch_size.labels(self.name).observe(sum(rows))
+        self._compute.observe(compute_s)
+        self._batch_size.observe(sum(rows))
         for index, pending in enumerate(batch):
-            self._metrics.queue_wait.labels(self.name).observe(started - pending.arrival)
+            self._queue_wait.observe(started - pending.arrival)
             self._log_request(pending.request, pending.arrival, started, ended, sum(rows), code)
             if pending.future.done():
                 continue  # the caller went away during compute

@@ -163,18 +163,25 @@ def dispatch_at(
     max_batch_size: int,
     max_delay_s: float,
     predict_s: Callable[[int], float],
+    idle_executor: bool = False,
+    arrival_rate_per_s: float = 0.0,
 ) -> float:
     """When the next batch should start (a time <= ``now`` means at once).
 
-    Full batches go now; otherwise wait for more requests until the oldest one has waited
+    Full batches go now. Otherwise wait for more requests until the oldest one has waited
     ``max_delay_s``, or until waiting longer would make the earliest deadline miss given
-    the predicted compute time of the batch we would run.
+    the predicted compute time of the batch we would run. But when an executor sits idle
+    and fewer than one more request is expected before then, waiting only adds latency:
+    start now (at high load executors are busy, and batches grow while they are).
     """
     if queued_rows >= max_batch_size:
         return now
     rows = min(queued_rows, max_batch_size)
     latest_start = earliest_deadline - predict_s(rows) - DISPATCH_SLACK_S
-    return min(oldest_arrival + max_delay_s, latest_start)
+    start = min(oldest_arrival + max_delay_s, latest_start)
+    if idle_executor and arrival_rate_per_s * (start - now) < 1.0:
+        return now
+    return start
 
 
 def merge_inputs(requests: Sequence[InferenceRequest]) -> dict[str, np.ndarray]:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from sluice_runtime.datatypes import BY_NAME, Datatype, from_numpy
-from sluice_runtime.errors import InvalidInput
+from sluice_runtime.errors import DeadlineUnmeetable, InvalidInput
 from sluice_runtime.protocol import inference_pb2 as pb
 
 # The remaining end-to-end budget of a request, in milliseconds, as a request
@@ -44,8 +44,11 @@ def budget_from_parameters(parameters: Mapping[str, pb.InferParameter]) -> float
     if kind not in ("double_param", "int64_param", "uint64_param"):
         raise InvalidInput(f"parameter '{BUDGET_PARAMETER}' must be a number, got {kind}")
     value = float(getattr(param, kind))
-    if not np.isfinite(value) or value < 0:
-        raise InvalidInput(f"parameter '{BUDGET_PARAMETER}' must be >= 0, got {value}")
+    if not np.isfinite(value):
+        raise InvalidInput(f"parameter '{BUDGET_PARAMETER}' must be finite, got {value}")
+    if value < 0:
+        # A budget carried down a pipeline goes negative once the deadline has passed.
+        raise DeadlineUnmeetable(f"parameter '{BUDGET_PARAMETER}' is {value}: already spent")
     return value
 
 

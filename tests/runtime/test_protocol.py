@@ -47,7 +47,7 @@ def test_model_metadata_describes_tensors(server):
     assert metadata.name == "cnn"
     assert metadata.platform == "onnxruntime_onnx"
     assert [(t.name, t.datatype, list(t.shape)) for t in metadata.inputs] == [
-        ("images", "FP32", [-1, 3, 112, 112])
+        ("images", "FP32", [-1, 3, 224, 224])
     ]
     assert [(t.name, t.datatype, list(t.shape)) for t in metadata.outputs] == [
         ("logits", "FP32", [-1, 100])
@@ -62,7 +62,7 @@ def test_unknown_model_is_not_found(server, call):
 
 
 @pytest.mark.parametrize(("model", "input_name", "shape"), [
-    ("cnn", "images", (2, 3, 112, 112)),
+    ("cnn", "images", (2, 3, 224, 224)),
     ("mlp", "features", (5, 384)),
 ])
 def test_outputs_equal_onnxruntime_run_directly(server, example_models, model, input_name, shape):

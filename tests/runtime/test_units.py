@@ -106,6 +106,16 @@ def test_dispatch_time(queued, oldest, deadline, expected):
     assert got == pytest.approx(expected)
 
 
+@pytest.mark.parametrize(("rate", "expected"), [
+    (100.0, 10.0),    # 0.5 arrivals expected in the 5 ms wait: an idle executor starts now
+    (1000.0, 10.005),  # 5 expected: worth waiting for
+])
+def test_idle_executor_starts_a_lone_request_unless_more_are_expected(rate, expected):
+    got = dispatch_at(10.0, 1, 10.0, 100.0, 8, 0.005, lambda rows: 0.001,
+                      idle_executor=True, arrival_rate_per_s=rate)
+    assert got == pytest.approx(expected)
+
+
 def test_merge_and_split_round_trip_and_check_row_counts():
     requests = [InferenceRequest("m", {"x": np.full((n, 2), n, np.float32)}, (), 0.0)
                 for n in (1, 3, 2)]

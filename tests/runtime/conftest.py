@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,19 +9,6 @@ import pytest
 
 from tests.runtime import models
 from tests.runtime.harness import Runtime
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def example_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example models, generated fresh by the project's own generator."""
-    out = tmp_path_factory.mktemp("example-models")
-    subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "make_models.py"), "--out", str(out)],
-        check=True, capture_output=True,
-    )
-    return out
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import onnxruntime as ort
 import pytest
 import yaml
 
+from tests.conftest import ROOT
 from tests.runtime.harness import Runtime, infer
 
 ROOT_MANIFEST = "examples/pipelines/dialogue.yaml"
@@ -17,9 +18,7 @@ STAGES = ("intent", "policy", "response")
 
 
 @pytest.fixture
-def manifest(tmp_path):
-    from tests.runtime.conftest import ROOT
-
+def manifest():
     return ROOT / ROOT_MANIFEST
 
 

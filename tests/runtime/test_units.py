@@ -24,7 +24,7 @@ from sluice_runtime.pipeline import PipelineError, parse_pipeline, shapes_compat
 from sluice_runtime.settings import BatchingConfig
 from sluice_runtime.signature import InferenceRequest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import ROOT
 
 
 class FakeFuture:

@@ -19,7 +19,6 @@ from sluice_runtime import arrivals
 from tests.runtime.harness import Runtime
 
 ROOT = Path(__file__).resolve().parents[2]
-MLP = ROOT / "examples" / "models" / "mlp.onnx"
 
 
 def rng(seed: int = 7) -> np.random.Generator:
@@ -195,10 +194,9 @@ def test_percentiles_are_observed_values_by_nearest_rank():
 
 
 @pytest.fixture(scope="module")
-def runtime(tmp_path_factory):
-    if not MLP.exists():
-        pytest.skip(f"{MLP} missing: run `make models`")
-    server = Runtime(["--model", f"mlp={MLP}"], tmp_path_factory.mktemp("loadgen")).start()
+def runtime(tmp_path_factory, example_models):
+    mlp = example_models / "mlp.onnx"
+    server = Runtime(["--model", f"mlp={mlp}"], tmp_path_factory.mktemp("loadgen")).start()
     yield server
     server.stop()
 

@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sluice_runtime.batcher import BatchedModel
 from sluice_runtime.metrics import RuntimeMetrics
+from sluice_runtime.settings import BatchingConfig
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class AdminServer:
         return HTTPStatus.OK, config.as_dict()
 
     @staticmethod
-    async def _apply(batcher: BatchedModel, config: Any) -> None:
+    async def _apply(batcher: BatchedModel, config: BatchingConfig) -> None:
         batcher.reconfigure(config)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:

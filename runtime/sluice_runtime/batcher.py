@@ -250,7 +250,6 @@ class BatchedModel:
     async def _execute(self, batch: list[PendingRequest]) -> None:
         rows = [p.rows for p in batch]
         started = time.monotonic()
-        self._metrics.executors_busy.set(self._pool.busy)
         try:
             outputs, compute_s = await self._pool.run(
                 self._timed_run, merge_inputs([p.request for p in batch])
@@ -263,7 +262,6 @@ class BatchedModel:
             compute_s = time.monotonic() - started
         finally:
             self._pool.release()
-            self._metrics.executors_busy.set(self._pool.busy)
             self._wake.set()
         ended = time.monotonic()
         code = "OK" if error is None else "INTERNAL"

@@ -44,6 +44,9 @@ class RuntimeServer:
         self._health = health.aio.HealthServicer()
         self._stop = asyncio.Event()
         self._pool = ExecutorPool(settings.executors or executors_for(self._read_cpu()))
+        # Read from the pool at scrape time: nothing on the batch path keeps them current.
+        self.metrics.executors.set_function(lambda: self._pool.limit)
+        self.metrics.executors_busy.set_function(lambda: self._pool.busy)
 
     def _read_cpu(self) -> float:
         cores = cpu_allocation(self.settings.cgroup_root)
@@ -55,7 +58,6 @@ class RuntimeServer:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        self.metrics.executors.set(self._pool.limit)
         # grpc's health servicer starts out SERVING; readiness must wait for warm models.
         await self._health.set("", _NOT_SERVING)
         server = self._grpc_server()
@@ -163,7 +165,6 @@ class RuntimeServer:
             if limit != self._pool.limit:
                 log.info("CPU allocation changed: %d -> %d executors", self._pool.limit, limit)
                 self._pool.resize(limit)
-                self.metrics.executors.set(limit)
 
     async def _drain(self) -> None:
         """Refuse new requests, finish the ones in flight (bounded by the drain timeout)."""

@@ -32,12 +32,16 @@ def held_executor(server, pool: ThreadPoolExecutor):
     return future
 
 
-def status_of(call) -> str:
+def rejection(call) -> str:
     try:
         call()
     except InferenceServerException as error:
-        return error.status()
+        return f"{error.status()}: {error.message()}"
     return "OK"
+
+
+def status_of(call) -> str:
+    return rejection(call).split(":", 1)[0]
 
 
 @pytest.fixture
@@ -106,14 +110,6 @@ def test_queue_is_served_earliest_deadline_first(slow_server):
                if r["event"] == "request" and r["id"].startswith("r")]
     started = [r["id"] for r in sorted(records, key=lambda r: r["start"])]
     assert started == [f"r{ms}" for ms in sorted(budgets_ms)]
-
-
-def rejection(call) -> str:
-    try:
-        call()
-    except InferenceServerException as error:
-        return f"{error.status()}: {error.message()}"
-    return "OK"
 
 
 def test_hopeless_request_is_rejected_before_compute(slow_server):

@@ -70,7 +70,9 @@ def test_isolated_pipeline_calls_remote_stages_and_passes_the_budget(
         record = next(r for r in stage_servers[stage].request_log(logs[stage])
                       if r["event"] == "request")
         # The stage's own default SLO is 3000 s; its deadline came from the router's budget.
-        assert 0 < record["deadline"] - record["arrival"] <= 20
+        # gRPC may round a timeout up when it encodes it, so the client's 20 s can reach
+        # the router as slightly more: allow one second of slack, not 2,980.
+        assert 0 < record["deadline"] - record["arrival"] <= 21
         assert record["code"] == "OK"
 
 

@@ -60,15 +60,17 @@ class RuntimeServer:
             loop.add_signal_handler(sig, self._stop.set)
         # grpc's health servicer starts out SERVING; readiness must wait for warm models.
         await self._health.set("", _NOT_SERVING)
-        server = self._grpc_server()
+        server, grpc_port = self._grpc_server()
         await server.start()
         admin = AdminServer(
             self.settings.host, self.settings.metrics_port, self.metrics, self.batchers, loop
         )
         admin.start()
+        # The bound ports, not the asked-for ones: port 0 picks free ports, and this
+        # line is how a supervisor (or a test) learns them.
         log.info("gRPC on %s:%d, metrics on %s:%d, %d executors",
-                 self.settings.host, self.settings.port, self.settings.host,
-                 self.settings.metrics_port, self._pool.limit)
+                 self.settings.host, grpc_port, self.settings.host, admin.port,
+                 self._pool.limit)
         watcher: asyncio.Task[None] | None = None
         try:
             loading = asyncio.create_task(self._load())
@@ -97,15 +99,16 @@ class RuntimeServer:
             self._pool.shutdown()
             self._request_log.close()
 
-    def _grpc_server(self) -> grpc.aio.Server:
+    def _grpc_server(self) -> tuple[grpc.aio.Server, int]:
         server = grpc.aio.server(options=GRPC_MESSAGE_OPTIONS)
         servicer = InferenceServicer(self.servables, self.state, self.metrics)
         add_GRPCInferenceServiceServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         address = f"{self.settings.host}:{self.settings.port}"
-        if server.add_insecure_port(address) == 0:
+        port = server.add_insecure_port(address)
+        if port == 0:
             raise OSError(f"cannot listen on {address}")
-        return server
+        return server, port
 
     async def _load_local(self, source: ModelSource, config: BatchingConfig) -> BatchedModel:
         path = await asyncio.to_thread(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -21,12 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 START_TIMEOUT_S = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+_LISTENING = re.compile(r"gRPC on [^ ]+:(\d+), metrics on [^ ]+:(\d+)")
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
@@ -44,31 +40,43 @@ class Runtime:
 
     args: list[str]
     log_dir: Path
-    port: int = field(default_factory=free_port)
-    metrics_port: int = field(default_factory=free_port)
+    port: int = 0  # known once started: the runtime binds free ports and logs them
+    metrics_port: int = 0
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    @property
-    def log_path(self) -> Path:
-        return self.log_dir / f"runtime-{self.port}.log"
+    log_path: Path = field(init=False)
 
     def start(self) -> Runtime:
         command = [
             sys.executable, "-m", "sluice_runtime", "serve", "--host", "127.0.0.1",
-            "--port", str(self.port), "--metrics-port", str(self.metrics_port), *self.args,
+            "--port", "0", "--metrics-port", "0", *self.args,
         ]
-        log = self.log_path.open("wb")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (the process writes it for its life)
+            dir=self.log_dir, prefix="runtime-", suffix=".log", delete=False)
+        self.log_path = Path(log.name)
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        wait_until(self._bound, START_TIMEOUT_S, f"runtime to listen ({self.log_path})")
         wait_until(self._serving, START_TIMEOUT_S, f"runtime to serve ({self.log_path})")
         return self
 
-    def _serving(self) -> bool:
+    def _bound(self) -> bool:
+        self._check_alive()
+        found = _LISTENING.search(self.log_path.read_text(errors="replace"))
+        if found:
+            self.port, self.metrics_port = int(found[1]), int(found[2])
+        return found is not None
+
+    def _check_alive(self) -> None:
         if self.process is not None and self.process.poll() is not None:
             raise AssertionError(f"runtime exited early:\n{self.log_path.read_text()}")
+
+    def _serving(self) -> bool:
+        self._check_alive()
         return self.health() == health_pb2.HealthCheckResponse.SERVING
 
     def health(self) -> int | None:

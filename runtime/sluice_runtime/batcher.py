@@ -9,9 +9,11 @@ import time
 import numpy as np
 
 from sluice_runtime.batching import (
+    DISPATCH_SLACK_S,
     EdfQueue,
     PendingRequest,
     batch_key,
+    batch_work_s,
     dispatch_at,
     merge_inputs,
     split_outputs,
@@ -44,6 +46,14 @@ class BatchedModel:
     or when waiting longer would make the earliest deadline miss given the predicted
     compute time; it also needs a free executor, and the queue keeps filling while it
     waits for one, which is what makes the batch size adapt to load.
+
+    Under overload it keeps its promise instead of its queue: a request is admitted only
+    if the work already running and queued ahead of it, plus its own batch, is predicted
+    to finish before its deadline (so what cannot be served in time is refused at once,
+    and the queue holds at most a deadline's worth of work); a batch is sized so that its
+    own predicted time fits the earliest deadline in it; and requests whose deadline can
+    no longer be met are refused as soon as that is known, whether or not an executor is
+    free.
     """
 
     platform = "onnxruntime_onnx"
@@ -69,7 +79,8 @@ class BatchedModel:
         self._latency = LatencyModel()
         self._wake = asyncio.Event()
         self._arrivals = RateMeter()
-        self._running: set[asyncio.Task[None]] = set()
+        # Running batches and when each is predicted to end (monotonic seconds).
+        self._running: dict[asyncio.Task[None], float] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._queue_wait = metrics.queue_wait.labels(self.name)
         self._compute = metrics.compute.labels(self.name)
@@ -97,10 +108,6 @@ class BatchedModel:
     def _publish_config(self) -> None:
         for setting, value in self._config.as_dict().items():
             self._metrics.batching.labels(self.name, setting).set(value)
-
-    def predicted_compute_s(self, rows: int) -> float:
-        """Predicted compute seconds of a batch of ``rows`` rows."""
-        return self._latency.predict(rows)
 
     async def warm_up(self) -> None:
         """Run example batches so first requests are not slow and predictions exist.
@@ -140,28 +147,62 @@ class BatchedModel:
         """Nothing queued and nothing computing."""
         return not self._queue and not self._running
 
+    def _max_rows(self) -> int:
+        return self._config.max_batch_size if self.signature.batchable else 1
+
+    def predicted_done_s(self, now: float, rows: int) -> float:
+        """Pessimistic seconds from ``now`` until a new request of ``rows`` would be answered.
+
+        The mean work running and queued ahead, spread over the executors, then the new
+        request's own batch with its deviation allowance. Every queued request counts as
+        ahead: with equal budgets EDF is FIFO, and otherwise this errs on refusing. With
+        nothing running or queued only the mean counts: predictions are learned from
+        batches that run, so an idle model must try what might fit, or one bad estimate
+        would have it refuse everything for ever.
+        """
+        predict = self._latency.predict
+        if self.idle:
+            return predict(rows) + DISPATCH_SLACK_S
+        running = sum(max(end - now, 0.0) for end in self._running.values())
+        if self.signature.batchable:
+            # The new rows join the partial batch at the tail; the full ones go first.
+            max_rows = self._max_rows()
+            partial = self._queue.rows % max_rows
+            ahead = batch_work_s(self._queue.rows - partial, max_rows, predict)
+            own_rows = min(partial + rows, max(max_rows, rows))
+        else:
+            ahead = len(self._queue) * predict(rows)
+            own_rows = rows
+        own = self._latency.predict_upper(own_rows)
+        return (running + ahead) / self._pool.limit + own + DISPATCH_SLACK_S
+
+    def predicted_latency_s(self, now: float, rows: int) -> float:
+        """What a pipeline reserves for this stage when it runs after another one."""
+        return self.predicted_done_s(now, rows)
+
     async def infer(self, request: InferenceRequest) -> dict[str, np.ndarray]:
-        """Queue a validated request and wait for its outputs."""
+        """Queue a validated request and wait for its outputs, or refuse it at once."""
         now = time.monotonic()
         self._arrivals.mark()
-        predicted = self._latency.predict(request.rows)
-        if now + predicted > request.deadline:
-            self._log_request(request, now, now, now, 0, "DEADLINE_EXCEEDED")
-            raise DeadlineUnmeetable(
-                f"model '{self.name}': {max(request.deadline - now, 0) * 1000:.2f} ms left, "
-                f"compute alone is predicted to take {predicted * 1000:.2f} ms"
-            )
         if len(self._queue) >= self._max_queue_size:
             self._log_request(request, now, now, now, 0, "RESOURCE_EXHAUSTED")
             raise Overloaded(
                 f"model '{self.name}': {len(self._queue)} requests already queued "
                 f"(max {self._max_queue_size}); retry later or scale out"
             )
+        predicted = self.predicted_done_s(now, request.rows)
+        if now + predicted > request.deadline:
+            self._log_request(request, now, now, now, 0, "DEADLINE_EXCEEDED")
+            raise DeadlineUnmeetable(
+                f"model '{self.name}': {max(request.deadline - now, 0) * 1000:.2f} ms left, "
+                f"an answer is predicted to take {predicted * 1000:.2f} ms "
+                f"({len(self._queue)} requests queued, {len(self._running)} batches running)"
+            )
         future: asyncio.Future[dict[str, np.ndarray]] = (
             asyncio.get_running_loop().create_future()
         )
         key = batch_key(request, self.signature.batchable)
-        self._queue.push(PendingRequest(request, future, now, key))
+        self._queue.push(PendingRequest(request, future, now, key, probe=self.idle))
         self._wake.set()
         return await future
 
@@ -191,16 +232,40 @@ class BatchedModel:
         finally:
             timer.cancel()
 
+    def _latest_start(self, pending: PendingRequest) -> float:
+        """The last moment ``pending`` can start alone and still make its deadline.
+
+        Judged by the same estimate that admitted it: pessimistic, or the mean for a probe.
+        """
+        latency = self._latency
+        compute = latency.predict if pending.probe else latency.predict_upper
+        return pending.deadline - compute(pending.rows) - DISPATCH_SLACK_S
+
+    def _expire(self, now: float) -> PendingRequest | None:
+        """Refuse queued requests that can no longer make their deadline; return the head."""
+        while (head := self._queue.head()) is not None and self._latest_start(head) < now:
+            for pending in self._queue.pop_batch(head.rows):
+                self._refuse_expired(pending, now)
+        return head
+
+    def _refuse_expired(self, pending: PendingRequest, now: float) -> None:
+        self._log_request(pending.request, pending.arrival, now, now, 0, "DEADLINE_EXCEEDED")
+        pending.future.set_exception(DeadlineUnmeetable(
+            f"model '{self.name}': deadline can no longer be met after "
+            f"{(now - pending.arrival) * 1000:.1f} ms queued"
+        ))
+
     async def _step(self) -> None:
+        now = time.monotonic()
+        head = self._expire(now)
         oldest = self._queue.oldest_arrival()
-        head = self._queue.head()
         if head is None or oldest is None:
             self._wake.clear()
             await self._wake.wait()
             return
         config = self._config
-        max_rows = config.max_batch_size if self.signature.batchable else 1
-        now = time.monotonic()
+        max_rows = self._max_rows()
+        expires = self._latest_start(head)
         start = dispatch_at(
             now, self._queue.rows_with_key(head.key), oldest, head.deadline,
             max_rows, config.max_delay_s, self._latency.predict,
@@ -208,9 +273,12 @@ class BatchedModel:
             arrival_rate_per_s=self._arrivals.rate(),
         )
         if start > now:
-            await self._sleep_until(start)
+            await self._sleep_until(min(start, expires))
             return
-        await self._pool.acquire()
+        # While every executor is busy, wake when the head expires, to refuse it then
+        # rather than after the running batches finish.
+        if not await self._pool.acquire(timeout_s=max(expires - now, 0.0)):
+            return
         try:
             batch = self._take_batch(max_rows)
         except BaseException:
@@ -219,70 +287,90 @@ class BatchedModel:
         if not batch:
             self._pool.release()
             return
-        task = asyncio.create_task(self._execute(batch))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        started = time.monotonic()
+        task = asyncio.create_task(self._execute(batch, started))
+        self._running[task] = started + self._latency.predict(sum(p.rows for p in batch))
+        task.add_done_callback(lambda done: self._running.pop(done, None))
 
     def _take_batch(self, max_rows: int) -> list[PendingRequest]:
-        """Pop the next batch, rejecting requests that can no longer make their deadline."""
-        now = time.monotonic()
-        while candidates := self._queue.pop_batch(max_rows):
-            batch = []
-            for pending in candidates:
-                if now + self._latency.predict(pending.rows) > pending.deadline:
-                    self._log_request(pending.request, pending.arrival, now, now, 0,
-                                      "DEADLINE_EXCEEDED")
-                    pending.future.set_exception(DeadlineUnmeetable(
-                        f"model '{self.name}': deadline passed while queued "
-                        f"({(now - pending.arrival) * 1000:.1f} ms)"
-                    ))
-                else:
-                    batch.append(pending)
-            if batch:
-                return batch
-        return []
+        """Pop the next batch: no larger than fits the earliest deadline in it.
+
+        Requests that cannot make their deadline even alone are refused first. Every
+        request popped here is either returned or answered, whatever goes wrong.
+        """
+        popped: list[PendingRequest] = []
+        try:
+            now = time.monotonic()
+            head = self._expire(now)
+            if head is None:
+                return []
+            slack_s = head.deadline - now - DISPATCH_SLACK_S
+            rows = self._latency.largest_batch_within(
+                slack_s, head.rows, max(max_rows, head.rows)
+            )
+            popped = self._queue.pop_batch(rows)
+            return popped
+        except BaseException:
+            self._answer_unanswered(popped, f"model '{self.name}': batching failed")
+            raise
+
+    def _answer_unanswered(self, batch: list[PendingRequest], message: str) -> None:
+        for pending in batch:
+            if not pending.future.done():
+                pending.future.set_exception(ModelFailure(message))
 
     def _timed_run(self, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
         started = time.perf_counter()
         outputs = self._model.run(inputs)
         return outputs, time.perf_counter() - started
 
-    async def _execute(self, batch: list[PendingRequest]) -> None:
+    async def _execute(self, batch: list[PendingRequest], started: float) -> None:
+        """Compute one batch and answer every request in it, on every path."""
         rows = [p.rows for p in batch]
-        started = time.monotonic()
+        code = "INTERNAL"
+        compute_s = 0.0
         try:
-            outputs, compute_s = await self._pool.run(
-                self._timed_run, merge_inputs([p.request for p in batch])
-            )
-            results = split_outputs(outputs, rows)
-            error: InferenceError | None = None
-        except Exception as exc:  # the model's fault: this batch fails, the server goes on
-            log.exception("model %s failed on a batch of %d rows", self.name, sum(rows))
-            error = ModelFailure(f"model '{self.name}' failed on this batch: {exc}")
-            compute_s = time.monotonic() - started
+            try:
+                outputs, compute_s = await self._pool.run(
+                    self._timed_run, merge_inputs([p.request for p in batch])
+                )
+                results = split_outputs(outputs, rows)
+            except Exception as exc:  # the model's fault: this batch fails, the server goes on
+                log.exception("model %s failed on a batch of %d rows", self.name, sum(rows))
+                self._answer_unanswered(batch, f"model '{self.name}' failed on this batch: {exc}")
+                compute_s = time.monotonic() - started
+            else:
+                code = "OK"
+                self._latency.observe(sum(rows), compute_s)
+                for pending, result in zip(batch, results, strict=True):
+                    if not pending.future.done():  # done: the caller went away during compute
+                        pending.future.set_result(
+                            select_outputs(result, pending.request.requested_outputs)
+                        )
         finally:
             self._pool.release()
             self._wake.set()
-        ended = time.monotonic()
-        code = "OK" if error is None else "INTERNAL"
-        if error is None:
-            self._latency.observe(sum(rows), compute_s)
+            # Whatever failed above, no caller is left waiting.
+            self._answer_unanswered(batch, f"model '{self.name}': internal error on this batch")
+        try:
+            self._record_batch(batch, started, time.monotonic(), compute_s, code)
+        except Exception:
+            log.exception("model %s: recording a batch failed", self.name)
+
+    def _record_batch(
+        self, batch: list[PendingRequest], started: float, ended: float, compute_s: float,
+        code: str,
+    ) -> None:
+        rows = sum(p.rows for p in batch)
         self._compute.observe(compute_s)
-        self._batch_size.observe(sum(rows))
-        for index, pending in enumerate(batch):
+        self._batch_size.observe(rows)
+        for pending in batch:
             self._queue_wait.observe(started - pending.arrival)
-            self._log_request(pending.request, pending.arrival, started, ended, sum(rows), code)
-            if pending.future.done():
-                continue  # the caller went away during compute
-            if error is None:
-                selected = select_outputs(results[index], pending.request.requested_outputs)
-                pending.future.set_result(selected)
-            else:
-                pending.future.set_exception(error)
+            self._log_request(pending.request, pending.arrival, started, ended, rows, code)
         if self._log.enabled:
             self._log.write({
                 "event": "batch", "model": self.name, "start": self._log.wall(started),
-                "end": self._log.wall(ended), "batch_size": sum(rows),
+                "end": self._log.wall(ended), "batch_size": rows,
                 "requests": len(batch), "code": code,
             })
 

@@ -44,6 +44,9 @@ class PendingRequest:
     arrival: float
     key: BatchKey | int
     taken: bool = False
+    # Admitted by an idle model on the mean estimate alone: a probe that teaches the
+    # latency model, judged by the mean at dispatch too, or it would be refused there.
+    probe: bool = False
 
     @property
     def deadline(self) -> float:
@@ -70,8 +73,9 @@ class _Group:
 class EdfQueue:
     """Pending requests ordered by deadline, grouped by batch key.
 
-    A request leaves by being taken into a batch or, once its caller has cancelled it,
-    by being discarded lazily when it reaches the front of its group or of arrivals.
+    A request leaves by being taken into a batch or, the moment its caller cancels it,
+    from the counts (its heap entry is discarded lazily when it reaches the front of its
+    group or of arrivals), so ``len`` and ``rows`` count only requests still wanted.
     """
 
     def __init__(self) -> None:
@@ -79,9 +83,15 @@ class EdfQueue:
         self._by_arrival: deque[PendingRequest] = deque()
         self._sequence = itertools.count()
         self._count = 0
+        self._rows = 0
 
     def __len__(self) -> int:
         return self._count
+
+    @property
+    def rows(self) -> int:
+        """Rows of every live queued request, all batch keys together."""
+        return self._rows
 
     def push(self, pending: PendingRequest) -> None:
         """Queue a request."""
@@ -90,12 +100,15 @@ class EdfQueue:
         group.rows += pending.rows
         self._by_arrival.append(pending)
         self._count += 1
+        self._rows += pending.rows
+        pending.future.add_done_callback(lambda _: self._retire(pending))
 
     def _retire(self, pending: PendingRequest) -> None:
         if pending.taken:
             return
         pending.taken = True
         self._count -= 1
+        self._rows -= pending.rows
         self._groups[pending.key].rows -= pending.rows
 
     def _front(self, key: BatchKey | int) -> PendingRequest | None:
@@ -152,7 +165,20 @@ class EdfQueue:
         self._groups.clear()
         self._by_arrival.clear()
         self._count = 0
+        self._rows = 0
         return live
+
+
+def batch_work_s(rows: int, max_batch_size: int, predict_s: Callable[[int], float]) -> float:
+    """Mean compute seconds to serve ``rows`` queued rows in batches of ``max_batch_size``.
+
+    Under load batches fill up, so the rows are charged as full batches plus one partial
+    batch: on a compute-bound model that is proportional to the rows, on an overhead-bound
+    one batching makes each row cheap, and both come from measured batches.
+    """
+    full, rest = divmod(rows, max_batch_size)
+    work = full * predict_s(max_batch_size) if full else 0.0
+    return work + (predict_s(rest) if rest else 0.0)
 
 
 def dispatch_at(

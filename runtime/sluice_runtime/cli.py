@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sluice_runtime.codec import BUDGET_PARAMETER
+from sluice_runtime.errors import StartupError
 from sluice_runtime.settings import BatchingConfig, ModelSource, RuntimeSettings
 
 
@@ -18,9 +19,9 @@ def _pairs(values: Sequence[str], flag: str) -> dict[str, str]:
     for value in values:
         name, sep, rest = value.partition("=")
         if not sep or not name or not rest:
-            raise SystemExit(f"{flag} expects NAME=VALUE, got {value!r}")
+            raise StartupError(f"{flag} expects NAME=VALUE, got {value!r}")
         if name in pairs:
-            raise SystemExit(f"{flag} names '{name}' twice")
+            raise StartupError(f"{flag} names '{name}' twice")
         pairs[name] = rest
     return pairs
 
@@ -82,23 +83,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace) -> RuntimeSettings:
-    """Turn parsed arguments into validated settings (SystemExit with a message if not)."""
+    """Turn parsed arguments into validated settings (StartupError saying what is wrong)."""
     models = _pairs(args.model, "--model")
     digests = _pairs(args.model_sha256, "--model-sha256")
     if stray := sorted(set(digests) - set(models)):
-        raise SystemExit(f"--model-sha256 names models not given with --model: {stray}")
+        raise StartupError(f"--model-sha256 names models not given with --model: {stray}")
     if not models and args.pipeline is None:
-        raise SystemExit("nothing to serve: give --model NAME=SOURCE or --pipeline FILE")
+        raise StartupError("nothing to serve: give --model NAME=SOURCE or --pipeline FILE")
     if args.remote and args.pipeline is None:
-        raise SystemExit("--remote needs --pipeline")
+        raise StartupError("--remote needs --pipeline")
     if args.executors is not None and args.executors < 1:
-        raise SystemExit(f"--executors must be >= 1, got {args.executors}")
+        raise StartupError(f"--executors must be >= 1, got {args.executors}")
     if args.max_queue_size < 1:
-        raise SystemExit(f"--max-queue-size must be >= 1, got {args.max_queue_size}")
+        raise StartupError(f"--max-queue-size must be >= 1, got {args.max_queue_size}")
     try:
         batching = BatchingConfig(args.max_batch_size, args.max_delay_ms, args.default_slo_ms)
     except ValueError as exc:
-        raise SystemExit(f"invalid batching: {exc}") from None
+        raise StartupError(f"invalid batching: {exc}") from None
     return RuntimeSettings(
         models=tuple(ModelSource(n, uri, digests.get(n)) for n, uri in models.items()),
         pipeline_file=args.pipeline,
@@ -120,15 +121,22 @@ def settings_from_args(args: argparse.Namespace) -> RuntimeSettings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``sluice-runtime``."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    settings = settings_from_args(args)
-    from sluice_runtime.server import RuntimeServer  # heavy imports only once args are valid
+    try:
+        settings = settings_from_args(args)
+        from sluice_runtime.server import RuntimeServer  # heavy imports once args are valid
 
-    return asyncio.run(RuntimeServer(settings).run())
+        return asyncio.run(RuntimeServer(settings).run())
+    except StartupError as exc:
+        # One line that says what to fix, and argparse's exit status for bad usage.
+        one_line = " ".join(str(exc).split())  # parser errors (YAML, ONNX) span lines
+        print(f"{parser.prog}: error: {one_line}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

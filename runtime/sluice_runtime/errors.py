@@ -9,6 +9,10 @@ from __future__ import annotations
 import grpc
 
 
+class StartupError(Exception):
+    """The runtime cannot start as configured; the message says what to fix."""
+
+
 class InferenceError(Exception):
     """A failure to report to the caller with a specific gRPC status code."""
 

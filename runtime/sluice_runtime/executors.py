@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +16,18 @@ T = TypeVar("T")
 # Threads are cheap and created lazily; the limit, not the pool size, caps parallelism,
 # so growing the limit after an in-place resize needs no new pool.
 _MAX_THREADS = 64
+# Compute threads yield to the event loop: receiving, admitting and refusing requests is
+# short and must happen when they arrive, or under overload requests wait unseen in the
+# transport and everything served is late. Nice 5 still leaves compute a quarter of a
+# contended core (CFS weights 335 against 1024), so a flood of arrivals cannot starve it.
+COMPUTE_NICE = 5
+
+
+def _lower_priority() -> None:
+    """Run the calling thread (a compute thread) at a lower priority than the event loop."""
+    # Not Linux, or not permitted: then compute runs at the loop's priority.
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), COMPUTE_NICE)
 
 
 class ExecutorPool:
@@ -23,7 +38,9 @@ class ExecutorPool:
     """
 
     def __init__(self, limit: int) -> None:
-        self._threads = ThreadPoolExecutor(_MAX_THREADS, thread_name_prefix="sluice-exec")
+        self._threads = ThreadPoolExecutor(
+            _MAX_THREADS, thread_name_prefix="sluice-exec", initializer=_lower_priority
+        )
         self._limit = limit
         self._busy = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -43,22 +60,36 @@ class ExecutorPool:
         self._limit = max(1, limit)
         self._admit_waiters()
 
-    async def acquire(self) -> None:
-        """Wait for a free executor and take it."""
+    async def acquire(self, timeout_s: float | None = None) -> bool:
+        """Wait for a free executor and take it; False if ``timeout_s`` passed first.
+
+        Every path leaves the count right: a waiter admitted just as it is cancelled or
+        times out hands its slot on, and one cancelled after admission skipped it is
+        simply forgotten.
+        """
         if self._busy < self._limit and not self._waiters:
             self._busy += 1
-            return
+            return True
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
-            await waiter
+            await asyncio.wait({waiter}, timeout=timeout_s)
         except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self._busy -= 1  # admitted just as we were cancelled: hand the slot on
-                self._admit_waiters()
-            else:
-                self._waiters.remove(waiter)
+            self._abandon(waiter)
             raise
+        if waiter.done() and not waiter.cancelled():
+            return True
+        self._abandon(waiter)
+        return False
+
+    def _abandon(self, waiter: asyncio.Future[None]) -> None:
+        if waiter.done() and not waiter.cancelled():
+            self._busy -= 1  # admitted as we gave up: hand the slot on
+            self._admit_waiters()
+            return
+        waiter.cancel()
+        if waiter in self._waiters:  # _admit_waiters may already have popped it
+            self._waiters.remove(waiter)
 
     def release(self) -> None:
         """Return an executor taken with :meth:`acquire`."""

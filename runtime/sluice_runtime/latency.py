@@ -7,6 +7,11 @@ import bisect
 # Weight of the newest measurement: recent enough to follow a resize or a noisy
 # neighbour, smooth enough not to chase single outliers.
 EWMA_WEIGHT = 0.2
+# How many mean relative errors above the mean a deadline check allows for: a batch
+# admitted or started against the mean alone finishes late about half the times its
+# prediction is tight; more deviations trade refusals for fewer late answers. Three keep
+# late answers to a few per thousand in bench/overload.py without refusing what fits.
+UPPER_DEVIATIONS = 3.0
 
 
 class LatencyModel:
@@ -14,15 +19,24 @@ class LatencyModel:
 
     Sizes never seen are interpolated linearly between observed neighbours, and
     extrapolated beyond the largest one with the slope of the last two (or proportionally
-    to the rows when only one size is known).
+    to the rows when only one size is known). Alongside the means it keeps one EWMA of the
+    relative error of predictions, pooled over every batch whatever its size (noise from
+    neighbours and throttling scales with the work, and a size seen once has no spread of
+    its own), so that deadline checks can use a pessimistic estimate
+    (:meth:`predict_upper`) while backlog sums use the mean.
     """
 
     def __init__(self) -> None:
         self._sizes: list[int] = []
         self._seconds: dict[int, float] = {}
+        self._relative_error = 0.0
 
     def observe(self, rows: int, seconds: float) -> None:
         """Record one measured batch."""
+        predicted = self.predict(rows)
+        if predicted > 0:
+            error = abs(seconds - predicted) / predicted
+            self._relative_error += EWMA_WEIGHT * (error - self._relative_error)
         if rows not in self._seconds:
             bisect.insort(self._sizes, rows)
             self._seconds[rows] = seconds
@@ -30,7 +44,7 @@ class LatencyModel:
             self._seconds[rows] += EWMA_WEIGHT * (seconds - self._seconds[rows])
 
     def predict(self, rows: int) -> float:
-        """Predicted compute seconds for a batch of ``rows`` (0 before any measurement)."""
+        """Predicted mean compute seconds for a batch of ``rows`` (0 before any measurement)."""
         if not self._sizes:
             return 0.0
         if rows in self._seconds:
@@ -48,3 +62,17 @@ class LatencyModel:
         below = self._sizes[-2]
         slope = (self._seconds[top] - self._seconds[below]) / (top - below)
         return self._seconds[top] + max(slope, 0.0) * (rows - top)
+
+    def predict_upper(self, rows: int) -> float:
+        """A pessimistic compute time for ``rows``: the mean plus a few typical errors."""
+        return self.predict(rows) * (1.0 + UPPER_DEVIATIONS * self._relative_error)
+
+    def largest_batch_within(self, seconds: float, min_rows: int, max_rows: int) -> int:
+        """The most rows in ``[min_rows, max_rows]`` whose upper estimate fits ``seconds``.
+
+        Returns ``min_rows`` when even that does not fit (the caller decides what then).
+        """
+        for rows in range(max_rows, min_rows, -1):
+            if self.predict_upper(rows) <= seconds:
+                return rows
+        return min_rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from sluice_runtime.errors import InvalidInput, ModelFailure
+from sluice_runtime.errors import DeadlineUnmeetable, InvalidInput, ModelFailure
 from sluice_runtime.servable import Servable, select_outputs
 from sluice_runtime.settings import BatchingConfig
 from sluice_runtime.signature import DYNAMIC, InferenceRequest, ModelSignature, validate_request
@@ -140,6 +141,9 @@ class PipelineModel:
 
     Each stage is any servable: a local batched model (the fused composition: tensors
     stay in memory, each stage batches on its own queue) or a remote one (isolated).
+    Each stage gets the request's deadline less what the stages after it are predicted
+    to take, so a stage refuses at once what the rest of the pipeline could not finish in
+    time, instead of spending its compute on an answer that would come too late.
     """
 
     platform = "sluice_pipeline"
@@ -163,12 +167,36 @@ class PipelineModel:
         """The pipeline's end-to-end SLO, for requests that carry no deadline."""
         return self._default_slo_ms
 
+    def predicted_latency_s(self, now: float, rows: int) -> float:
+        """The stages' predictions added up."""
+        return sum(stage.predicted_latency_s(now, rows) for stage in self._stages)
+
+    def _stage_deadline(self, request: InferenceRequest, index: int) -> float:
+        """The request's deadline less what the stages after ``index`` are predicted to need.
+
+        Refuses at once when stage ``index`` and those after it cannot finish in time, so
+        a request the pipeline cannot serve is refused before any stage works on it.
+        """
+        now = time.monotonic()
+        predicted = [(s.name, s.predicted_latency_s(now, request.rows))
+                     for s in self._stages[index:]]
+        total_s = sum(seconds for _, seconds in predicted)
+        if now + total_s > request.deadline:
+            slowest, seconds = max(predicted, key=lambda pair: pair[1])
+            raise DeadlineUnmeetable(
+                f"pipeline '{self.name}': {max(request.deadline - now, 0) * 1000:.1f} ms left "
+                f"before stage '{predicted[0][0]}', the stages from there are predicted to "
+                f"take {total_s * 1000:.1f} ms ('{slowest}': {seconds * 1000:.1f} ms)"
+            )
+        return request.deadline - (total_s - predicted[0][1])
+
     async def infer(self, request: InferenceRequest) -> dict[str, np.ndarray]:
         """Run every stage, handing each one's outputs to the next."""
         inputs = request.inputs
         outputs: dict[str, np.ndarray] = {}
         for index, stage in enumerate(self._stages):
-            stage_request = InferenceRequest(stage.name, inputs, (), request.deadline, request.id)
+            deadline = self._stage_deadline(request, index)
+            stage_request = InferenceRequest(stage.name, inputs, (), deadline, request.id)
             if index:
                 try:
                     validate_request(stage.signature, stage_request)

@@ -10,8 +10,10 @@ import grpc
 import numpy as np
 
 from sluice_runtime.codec import decode_response, encode_request
+from sluice_runtime.concurrency import ConcurrencyLimit
 from sluice_runtime.datatypes import BY_NAME
 from sluice_runtime.errors import DeadlineUnmeetable, InferenceError
+from sluice_runtime.latency import EWMA_WEIGHT
 from sluice_runtime.protocol import inference_pb2 as pb
 from sluice_runtime.protocol.inference_pb2_grpc import GRPCInferenceServiceStub
 from sluice_runtime.signature import InferenceRequest, ModelSignature, TensorSpec
@@ -23,7 +25,17 @@ MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 GRPC_MESSAGE_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # Image-sized tensors (600 KB for 224x224 FP32) arrive in many small reads and window
+    # updates by default; larger reads and a deeper window cut the receive cost by ~10%
+    # (bench/overload.py), and under overload every request must be received to be refused.
+    ("grpc.experimental.tcp_min_read_chunk_size", 1 << 20),
+    ("grpc.experimental.tcp_max_read_chunk_size", 8 << 20),
+    ("grpc.http2.lookahead_bytes", 4 << 20),
 ]
+
+
+# What a stage answers when it has more work than it can finish in time.
+_REFUSED_FOR_LOAD = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 
 def signature_from_metadata(metadata: pb.ModelMetadataResponse) -> ModelSignature:
@@ -49,6 +61,9 @@ class RemoteModel:
         self._channel = grpc.aio.insecure_channel(target, options=GRPC_MESSAGE_OPTIONS)
         self._stub = GRPCInferenceServiceStub(self._channel)
         self.signature = ModelSignature((), ())
+        # Seconds per answered call (queueing at the stage included) and per row, EWMA.
+        self._seconds_per_row = 0.0
+        self.concurrency = ConcurrencyLimit()
 
     @property
     def default_slo_ms(self) -> float:
@@ -56,7 +71,9 @@ class RemoteModel:
         return self._default_slo_ms
 
     async def connect(self, timeout_s: float) -> None:
-        """Wait until the remote model answers its metadata, then adopt its signature."""
+        """Wait until the remote model answers its metadata and is ready, then adopt its
+        signature; give up after ``timeout_s`` whether it is unreachable or never ready.
+        """
         give_up = time.monotonic() + timeout_s
         delay = 0.1
         while True:
@@ -70,31 +87,56 @@ class RemoteModel:
                 if ready.ready:
                     self.signature = signature_from_metadata(metadata)
                     return
+                problem = "answers but is not ready"
             except grpc.aio.AioRpcError as exc:
-                if time.monotonic() > give_up:
-                    raise InferenceError(
-                        f"stage '{self.name}' at {self.target} unreachable: {exc.details()}",
-                        grpc.StatusCode.UNAVAILABLE,
-                    ) from exc
+                problem = f"unreachable: {exc.details()}"
                 log.info("waiting for stage %s at %s: %s", self.name, self.target, exc.code())
+            if time.monotonic() > give_up:
+                raise InferenceError(
+                    f"stage '{self.name}' at {self.target} {problem} "
+                    f"(gave up after {timeout_s:g} s)",
+                    grpc.StatusCode.UNAVAILABLE,
+                )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
+    def predicted_latency_s(self, now: float, rows: int) -> float:
+        """Recent answered calls' latency scaled to ``rows``; infinite at the stage's limit.
+
+        It includes the stage's own queueing, so a stage that falls behind makes the
+        router refuse at the start of the pipeline instead of after the work before it.
+        With no call in flight it is 0: the estimate only learns from calls, so a stale
+        high one must not stop every call for ever.
+        """
+        if self.concurrency.full:
+            return float("inf")
+        return self._seconds_per_row * rows if self.concurrency.in_flight else 0.0
+
     async def infer(self, request: InferenceRequest) -> dict[str, np.ndarray]:
         """Run the request on the remote runtime within the request's deadline."""
-        remaining_s = request.deadline - time.monotonic()
+        started = time.monotonic()
+        remaining_s = request.deadline - started
         if remaining_s <= 0:
             raise DeadlineUnmeetable(f"stage '{self.name}': no budget left to call it")
         message = encode_request(
             self.name, request.inputs, request.requested_outputs,
             budget_ms=remaining_s * 1000, request_id=request.id,
         )
+        self.concurrency.in_flight += 1
         try:
             response = await self._stub.ModelInfer(message, timeout=remaining_s)
         except grpc.aio.AioRpcError as exc:
+            if exc.code() in _REFUSED_FOR_LOAD:
+                self.concurrency.refused(time.monotonic())
             raise InferenceError(
                 f"stage '{self.name}' at {self.target}: {exc.details()}", exc.code()
             ) from None
+        finally:
+            self.concurrency.in_flight -= 1
+        took_s = time.monotonic() - started
+        self.concurrency.answered(took_s)
+        per_row_s = took_s / max(request.rows, 1)
+        self._seconds_per_row += EWMA_WEIGHT * (per_row_s - self._seconds_per_row)
         return decode_response(response)
 
     async def close(self) -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sys
 import time
 from typing import IO, Any
+
+log = logging.getLogger(__name__)
 
 
 class RequestLog:
@@ -16,6 +20,7 @@ class RequestLog:
     """
 
     def __init__(self, target: str | None) -> None:
+        self.failed_writes = 0
         self._offset = time.time() - time.monotonic()
         self._out: IO[str] | None
         if target is None:
@@ -35,15 +40,27 @@ class RequestLog:
         return round(self._offset + monotonic_s, 6)
 
     def write(self, record: dict[str, Any]) -> None:
-        """Append one record."""
-        if self._out is not None:
+        """Append one record; a log that cannot be written never fails a request.
+
+        A full disk or a closed pipe loses records (counted in ``failed_writes`` and
+        warned about once), not answers.
+        """
+        if self._out is None:
+            return
+        try:
             self._out.write(json.dumps(record, separators=(",", ":")) + "\n")
+        except OSError as exc:
+            if not self.failed_writes:
+                log.warning("request log: cannot write records, dropping them: %s", exc)
+            self.failed_writes += 1
 
     def close(self) -> None:
         """Flush and close (stdout is only flushed)."""
         if self._out is None:
             return
-        self._out.flush()
-        if self._out is not sys.stdout:
-            self._out.close()
-        self._out = None
+        out, self._out = self._out, None
+        # Lost records were already counted and warned about by write.
+        with contextlib.suppress(OSError):
+            out.flush()
+            if out is not sys.stdout:
+                out.close()

@@ -21,6 +21,14 @@ class Servable(Protocol):
         """Deadline given to requests that carry none."""
         ...
 
+    def predicted_latency_s(self, now: float, rows: int) -> float:
+        """Seconds a request of ``rows`` arriving ``now`` is expected to take here.
+
+        A pipeline reserves this much of a request's budget for each later stage, so an
+        early stage never spends time that the stages after it need.
+        """
+        ...
+
     async def infer(self, request: InferenceRequest) -> dict[str, np.ndarray]:
         """Answer one validated request, or raise :class:`InferenceError`."""
         ...

@@ -12,17 +12,17 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from sluice_runtime.admin import AdminServer
 from sluice_runtime.batcher import BatchedModel
 from sluice_runtime.cpu import cpu_allocation, executors_for
+from sluice_runtime.errors import InferenceError, StartupError
 from sluice_runtime.executors import ExecutorPool
 from sluice_runtime.metrics import RuntimeMetrics
 from sluice_runtime.model import OnnxModel
 from sluice_runtime.pipeline import PipelineError, PipelineModel, load_pipeline
-from sluice_runtime.protocol.inference_pb2_grpc import add_GRPCInferenceServiceServicer_to_server
 from sluice_runtime.remote import GRPC_MESSAGE_OPTIONS, RemoteModel
 from sluice_runtime.requestlog import RequestLog
 from sluice_runtime.servable import Servable
-from sluice_runtime.servicer import InferenceServicer, ServerState
+from sluice_runtime.servicer import InferenceServicer, ServerState, add_inference_service
 from sluice_runtime.settings import BatchingConfig, ModelSource, RuntimeSettings
-from sluice_runtime.sources import resolve
+from sluice_runtime.sources import ModelSourceError, resolve
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +62,17 @@ class RuntimeServer:
         await self._health.set("", _NOT_SERVING)
         server, grpc_port = self._grpc_server()
         await server.start()
-        admin = AdminServer(
-            self.settings.host, self.settings.metrics_port, self.metrics, self.batchers, loop
-        )
+        try:
+            admin = AdminServer(
+                self.settings.host, self.settings.metrics_port, self.metrics, self.batchers,
+                loop,
+            )
+        except OSError as exc:
+            await server.stop(grace=None)
+            raise StartupError(
+                f"cannot listen on {self.settings.host}:{self.settings.metrics_port} for "
+                f"metrics: {exc.strerror or exc}"
+            ) from None
         admin.start()
         # The bound ports, not the asked-for ones: port 0 picks free ports, and this
         # line is how a supervisor (or a test) learns them.
@@ -80,7 +88,10 @@ class RuntimeServer:
                 loading.cancel()
                 await asyncio.gather(loading, return_exceptions=True)
                 return 0
-            loading.result()
+            try:
+                loading.result()
+            except (PipelineError, ModelSourceError, InferenceError) as exc:
+                raise StartupError(getattr(exc, "message", None) or str(exc)) from None
             if self.settings.executors is None:
                 watcher = asyncio.create_task(self._follow_cpu())
             self.state.ready = True
@@ -102,19 +113,27 @@ class RuntimeServer:
     def _grpc_server(self) -> tuple[grpc.aio.Server, int]:
         server = grpc.aio.server(options=GRPC_MESSAGE_OPTIONS)
         servicer = InferenceServicer(self.servables, self.state, self.metrics)
-        add_GRPCInferenceServiceServicer_to_server(servicer, server)
+        add_inference_service(servicer, server, self.metrics)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         address = f"{self.settings.host}:{self.settings.port}"
-        port = server.add_insecure_port(address)
+        try:
+            port = server.add_insecure_port(address)
+        except RuntimeError:  # grpc raises, rather than returning 0, on some versions
+            port = 0
         if port == 0:
-            raise OSError(f"cannot listen on {address}")
+            raise StartupError(f"cannot listen on {address} for gRPC (in use or not local?)")
         return server, port
 
     async def _load_local(self, source: ModelSource, config: BatchingConfig) -> BatchedModel:
         path = await asyncio.to_thread(
             resolve, source.uri, source.sha256, self.settings.model_cache_dir
         )
-        model = await asyncio.to_thread(OnnxModel, source.name, path)
+        try:
+            model = await asyncio.to_thread(OnnxModel, source.name, path)
+        except Exception as exc:  # onnxruntime's errors share no base class but Exception
+            raise StartupError(
+                f"model '{source.name}': onnxruntime cannot load {path}: {exc}"
+            ) from None
         batcher = BatchedModel(
             model, config, self._pool, self.metrics, self._request_log,
             self.settings.max_queue_size,

@@ -7,11 +7,14 @@ Protocol messages are decoded here and nowhere else; every failure arrives as an
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError, Message
 
 from sluice_runtime import __version__
 from sluice_runtime.codec import (
@@ -28,8 +31,11 @@ from sluice_runtime.protocol.inference_pb2_grpc import GRPCInferenceServiceServi
 from sluice_runtime.servable import Servable
 from sluice_runtime.signature import InferenceRequest, TensorSpec, validate_request
 
+log = logging.getLogger(__name__)
+
 _UNKNOWN_MODEL_LABEL = "_unknown"
 _VERSIONS = ("", "1")
+_SERVICE = "inference.GRPCInferenceService"
 
 
 @dataclass
@@ -161,7 +167,73 @@ class InferenceServicer(GRPCInferenceServiceServicer):
         except InferenceError as exc:
             code = exc.code
             await context.abort(exc.code, exc.message)
+        except Exception as exc:  # a bug: the caller still gets a status that says so
+            log.exception("ModelInfer failed unexpectedly")
+            code = grpc.StatusCode.INTERNAL
+            await context.abort(code, f"internal error: {type(exc).__name__}: {exc}")
         finally:
             self._state.leave()
             self._metrics.requests.labels(label, code.name).inc()
             self._metrics.request_duration.labels(label).observe(time.monotonic() - arrival)
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    """Stands in for a request whose bytes are not the message the method takes."""
+
+    message_type: str
+    error: str
+
+
+def _lenient(message_class: type[Message]) -> Callable[[bytes], Message | _Undecodable]:
+    """A deserializer that hands undecodable bytes to the method instead of raising.
+
+    grpc answers an exception in a deserializer with UNKNOWN; a malformed request
+    deserves INVALID_ARGUMENT and a message, like every other malformed request.
+    """
+
+    def deserialize(data: bytes) -> Message | _Undecodable:
+        try:
+            return message_class.FromString(data)
+        except DecodeError as exc:
+            return _Undecodable(message_class.DESCRIPTOR.full_name, str(exc))
+
+    return deserialize
+
+
+def _refusing_undecodable(
+    method: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]],
+    metrics: RuntimeMetrics | None,
+) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
+    """Wrap a method so that undecodable bytes are refused (and counted, if ``metrics``)."""
+
+    async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, _Undecodable):
+            if metrics is not None:
+                metrics.requests.labels(_UNKNOWN_MODEL_LABEL,
+                                        grpc.StatusCode.INVALID_ARGUMENT.name).inc()
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the request is not a valid {request.message_type}: {request.error}",
+            )
+        return await method(request, context)
+
+    return handle
+
+
+def add_inference_service(
+    servicer: InferenceServicer, server: grpc.aio.Server, metrics: RuntimeMetrics
+) -> None:
+    """Register every GRPCInferenceService method, refusing undecodable requests cleanly."""
+    handlers = {}
+    for method in pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods:
+        request_class = getattr(pb, method.input_type.name)
+        response_class = getattr(pb, method.output_type.name)
+        # Only inference requests are counted in the request metrics.
+        counted = metrics if method.name == "ModelInfer" else None
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            _refusing_undecodable(getattr(servicer, method.name), counted),
+            request_deserializer=_lenient(request_class),
+            response_serializer=response_class.SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_SERVICE, handlers),))

@@ -27,7 +27,8 @@ def test_names_and_columns():
     spec = crd()["spec"]
     assert (spec["group"], spec["names"]["kind"], spec["scope"]) == (
         "sluice.dev", "InferencePipeline", "Namespaced")
-    assert {"ip", "pipeline"} <= set(spec["names"]["shortNames"])
+    # Not `ip`: since Kubernetes 1.33 that is ipaddresses.networking.k8s.io.
+    assert spec["names"]["shortNames"] == ["infpipe", "pipeline"]
     (version,) = spec["versions"]
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]

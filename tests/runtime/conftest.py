@@ -19,6 +19,7 @@ def test_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # FP16 has no typed contents field in the protocol: this one takes the rest.
     models.passthrough(out / "typed.onnx", tuple(t for t in models.DATATYPES if t != "FP16"))
     models.slow(out / "slow.onnx")
+    models.spinner(out / "spinner.onnx")
     models.row_sum(out / "row_sum.onnx")
     models.reshaper(out / "reshaper.onnx")
     return out

@@ -104,3 +104,44 @@ def heavy(path: Path, megabytes: int = 200) -> Path:
         [numpy_helper.from_array(weight, "w")],
     )
     return _save(graph, path)
+
+
+def spinner(path: Path, width: int = 64) -> Path:
+    """``x[N,width], spins[N,1]`` -> ``y[N,width]``: ``max(spins)`` MatMuls in a Loop.
+
+    Its cost depends on the data, not the shape, so the runtime's latency model, learned
+    on zero inputs at warm-up, predicts almost nothing for a request that computes for
+    seconds: a real way to make queued requests outlive their deadline behind it.
+    """
+    rng = np.random.default_rng(11)
+    weight = (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)
+    body = helper.make_graph(
+        [
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+            helper.make_node("MatMul", ["y_in", "w"], ["y_out"]),
+        ],
+        "spin",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("y_in", TensorProto.FLOAT, ["N", width]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("y_out", TensorProto.FLOAT, ["N", width]),
+        ],
+    )
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMax", ["spins"], ["trips"], keepdims=0),
+            helper.make_node("Loop", ["trips", "", "x"], ["y"], body=body),
+        ],
+        "spinner",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width]),
+            helper.make_tensor_value_info("spins", TensorProto.INT64, ["N", 1]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", width])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    return _save(graph, path)

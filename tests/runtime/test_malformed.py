@@ -172,3 +172,21 @@ def test_server_still_serves_after_every_malformed_request(server):
                                     "shape": np.array([2, 2], np.int64)})
     assert ok.as_numpy("y").shape == (2, 2)
     assert server.process.poll() is None
+
+
+@pytest.mark.parametrize(("method", "payload"), [
+    ("ModelInfer", b"\x0a\xff\xff\xff\xff\x0f"),  # field 1 claims more bytes than follow
+    ("ModelInfer", b"\xff\xff\xff"),              # not protobuf at all
+    ("ModelMetadata", b"\x0a\x05ab"),
+])
+def test_bytes_that_are_not_the_request_message_get_invalid_argument(server, method, payload):
+    with grpc.insecure_channel(server.url) as channel:
+        call = channel.unary_unary(f"/inference.GRPCInferenceService/{method}")
+        with pytest.raises(grpc.RpcError) as error:
+            call(payload, timeout=30)
+    assert error.value.code() == INVALID, error.value.details()
+    assert "not a valid inference." in error.value.details()
+    if method == "ModelInfer":
+        assert server.metric("sluice_requests_total", model="_unknown",
+                             code="INVALID_ARGUMENT") >= 1
+    assert server.process.poll() is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from packaging.version import Version
 from sluice_runtime.batching import (
     EdfQueue,
     PendingRequest,
@@ -25,19 +27,26 @@ from sluice_runtime.settings import BatchingConfig
 from sluice_runtime.signature import InferenceRequest
 
 from tests.conftest import ROOT
+from tests.runtime.stubs import GENERATOR, pinned_generator_version
 
 
 class FakeFuture:
-    """Stands in for an asyncio future: only done() and cancel() matter to the queue."""
+    """Stands in for an asyncio future: done(), cancel() and its callbacks matter to the queue."""
 
     def __init__(self) -> None:
         self.cancelled = False
+        self._callbacks = []
 
     def done(self) -> bool:
         return self.cancelled
 
+    def add_done_callback(self, callback) -> None:
+        self._callbacks.append(callback)
+
     def cancel(self) -> None:
         self.cancelled = True
+        for callback in self._callbacks:
+            callback(self)
 
 
 def pending(deadline: float, rows: int = 1, width: int = 4, arrival: float = 0.0):
@@ -236,6 +245,12 @@ def test_executor_pool_limit_follows_resize_without_interrupting_running_work():
 
 
 def test_committed_protocol_stubs_are_current(tmp_path):
+    # Another generator writes other stubs: say the venv is out of step rather than
+    # blaming the committed files and sending someone to `make proto` with the wrong tool.
+    installed = Version(importlib.metadata.version(GENERATOR))
+    assert installed == pinned_generator_version(), (
+        f"{GENERATOR} {installed} is installed, pyproject.toml pins "
+        f"{pinned_generator_version()}: run .venv/bin/pip install -e '.[dev]'")
     proto = Path("sluice_runtime/protocol/inference.proto")
     subprocess.run(
         [sys.executable, "-m", "grpc_tools.protoc", "-I.", f"--python_out={tmp_path}",

@@ -201,9 +201,17 @@ class BatchedModel:
         future: asyncio.Future[dict[str, np.ndarray]] = (
             asyncio.get_running_loop().create_future()
         )
-        key = batch_key(request, self.signature.batchable)
-        self._queue.push(PendingRequest(request, future, now, key, probe=self.idle))
-        self._wake.set()
+        idle = self.idle
+        pending = PendingRequest(request, future, now, key=batch_key(
+            request, self.signature.batchable), probe=idle)
+        if idle and self._arrivals.rate() * self._config.max_delay_s < 1.0 and (
+                self._pool.try_acquire()):
+            # What the batching loop would do with a lone request and a free executor
+            # (start it at once), without the hop through the loop.
+            self._launch([pending], now)
+        else:
+            self._queue.push(pending)
+            self._wake.set()
         return await future
 
     async def _run_loop(self) -> None:
@@ -287,7 +295,10 @@ class BatchedModel:
         if not batch:
             self._pool.release()
             return
-        started = time.monotonic()
+        self._launch(batch, time.monotonic())
+
+    def _launch(self, batch: list[PendingRequest], started: float) -> None:
+        """Compute ``batch`` on the executor the caller holds, as a task of its own."""
         task = asyncio.create_task(self._execute(batch, started))
         self._running[task] = started + self._latency.predict(sum(p.rows for p in batch))
         task.add_done_callback(lambda done: self._running.pop(done, None))

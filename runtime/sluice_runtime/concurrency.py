@@ -1,11 +1,11 @@
 """How many requests a downstream stage can hold and still answer in time, learned online.
 
-A router cannot see a remote stage's queue, but it sees what comes back: answers, and
-refusals because the stage's work ahead would miss the deadline. Additive increase on
-answers and multiplicative decrease on refusals (at most once per round trip, so one
-burst of refusals counts once) converge on the concurrency the stage sustains, which
-is the router's signal to refuse at the pipeline's entrance, before any stage works
-on a request the bottleneck would refuse anyway.
+A pipeline cannot see a remote stage's queue, but it sees what comes back: answers, and
+refusals because a stage's work ahead would miss the deadline. It starts unlimited; a
+refusal sets the limit just below the concurrency at which it happened, additive increase
+on answers probes upwards again, and decreases come at most once per round trip (one
+burst of refusals counts once). The limit is the signal to refuse at the pipeline's
+entrance, before any stage works on a request the bottleneck would refuse anyway.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ DECREASE_FACTOR = 0.8
 class ConcurrencyLimit:
     """An AIMD concurrency limit; times are monotonic seconds passed in by the caller."""
 
-    limit: float = 8.0
+    limit: float = 4096.0
     minimum: float = 1.0
     maximum: float = 4096.0
     in_flight: int = 0
@@ -39,8 +39,9 @@ class ConcurrencyLimit:
             self.limit = min(self.maximum, self.limit + 1.0 / self.limit)
 
     def refused(self, now_s: float) -> None:
-        """The stage refused a request for lack of time: narrow, once per round trip."""
+        """A request was refused for lack of time while ``in_flight`` were held (itself
+        included): narrow to below that, once per round trip."""
         if now_s - self._last_decrease_s < self._round_trip_s:
             return
         self._last_decrease_s = now_s
-        self.limit = max(self.minimum, self.limit * DECREASE_FACTOR)
+        self.limit = max(self.minimum, min(self.limit, self.in_flight) * DECREASE_FACTOR)

@@ -59,3 +59,8 @@ class ModelFailure(InferenceError):
     """The model raised while computing a batch."""
 
     code = grpc.StatusCode.INTERNAL
+
+
+def refused_for_load(error: InferenceError) -> bool:
+    """The error says there was more work than could be finished in time (not a fault)."""
+    return error.code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED)

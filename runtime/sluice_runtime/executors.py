@@ -60,6 +60,13 @@ class ExecutorPool:
         self._limit = max(1, limit)
         self._admit_waiters()
 
+    def try_acquire(self) -> bool:
+        """Take a free executor if there is one and nobody waits for it."""
+        if self._busy < self._limit and not self._waiters:
+            self._busy += 1
+            return True
+        return False
+
     async def acquire(self, timeout_s: float | None = None) -> bool:
         """Wait for a free executor and take it; False if ``timeout_s`` passed first.
 
@@ -67,8 +74,7 @@ class ExecutorPool:
         times out hands its slot on, and one cancelled after admission skipped it is
         simply forgotten.
         """
-        if self._busy < self._limit and not self._waiters:
-            self._busy += 1
+        if self.try_acquire():
             return True
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)

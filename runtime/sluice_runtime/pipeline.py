@@ -12,7 +12,15 @@ from typing import Any
 import numpy as np
 import yaml
 
-from sluice_runtime.errors import DeadlineUnmeetable, InvalidInput, ModelFailure
+from sluice_runtime.concurrency import ConcurrencyLimit
+from sluice_runtime.errors import (
+    DeadlineUnmeetable,
+    InferenceError,
+    InvalidInput,
+    ModelFailure,
+    Overloaded,
+    refused_for_load,
+)
 from sluice_runtime.servable import Servable, select_outputs
 from sluice_runtime.settings import BatchingConfig
 from sluice_runtime.signature import DYNAMIC, InferenceRequest, ModelSignature, validate_request
@@ -143,7 +151,10 @@ class PipelineModel:
     stay in memory, each stage batches on its own queue) or a remote one (isolated).
     Each stage gets the request's deadline less what the stages after it are predicted
     to take, so a stage refuses at once what the rest of the pipeline could not finish in
-    time, instead of spending its compute on an answer that would come too late.
+    time, instead of spending its compute on an answer that would come too late. And the
+    pipeline learns how many requests it can hold in flight and still answer (a stage
+    refusing one after earlier stages worked on it narrows the limit): past it, requests
+    are refused at the entrance, before any stage spends anything on them.
     """
 
     platform = "sluice_pipeline"
@@ -161,6 +172,7 @@ class PipelineModel:
         self.signature = ModelSignature(
             self._stages[0].signature.inputs, self._stages[-1].signature.outputs
         )
+        self.concurrency = ConcurrencyLimit()
 
     @property
     def default_slo_ms(self) -> float:
@@ -192,20 +204,38 @@ class PipelineModel:
 
     async def infer(self, request: InferenceRequest) -> dict[str, np.ndarray]:
         """Run every stage, handing each one's outputs to the next."""
-        inputs = request.inputs
-        outputs: dict[str, np.ndarray] = {}
-        for index, stage in enumerate(self._stages):
-            deadline = self._stage_deadline(request, index)
-            stage_request = InferenceRequest(stage.name, inputs, (), deadline, request.id)
-            if index:
-                try:
-                    validate_request(stage.signature, stage_request)
-                except InvalidInput as exc:
-                    raise ModelFailure(
-                        f"pipeline '{self.name}': stage '{stage.name}' cannot take the "
-                        f"previous stage's output: {exc.message}"
-                    ) from None
-            outputs = await stage.infer(stage_request)
-            if index < len(self._wiring):
-                inputs = {dst: outputs[src] for dst, src in self._wiring[index].items()}
+        limit = self.concurrency
+        if limit.full:
+            raise Overloaded(
+                f"pipeline '{self.name}': {limit.in_flight} requests in flight, as many as it "
+                "has recently been able to answer in time; retry later or scale out"
+            )
+        started = time.monotonic()
+        reached = 0
+        limit.in_flight += 1
+        try:
+            inputs = request.inputs
+            outputs: dict[str, np.ndarray] = {}
+            for reached, stage in enumerate(self._stages):
+                deadline = self._stage_deadline(request, reached)
+                stage_request = InferenceRequest(stage.name, inputs, (), deadline, request.id)
+                if reached:
+                    try:
+                        validate_request(stage.signature, stage_request)
+                    except InvalidInput as exc:
+                        raise ModelFailure(
+                            f"pipeline '{self.name}': stage '{stage.name}' cannot take the "
+                            f"previous stage's output: {exc.message}"
+                        ) from None
+                outputs = await stage.infer(stage_request)
+                if reached < len(self._wiring):
+                    inputs = {dst: outputs[src] for dst, src in self._wiring[reached].items()}
+        except InferenceError as exc:
+            # Refused after earlier stages worked on it: the pipeline held too many.
+            if reached and refused_for_load(exc):
+                limit.refused(time.monotonic())
+            raise
+        finally:
+            limit.in_flight -= 1
+        limit.answered(time.monotonic() - started)
         return select_outputs(outputs, request.requested_outputs)

@@ -10,7 +10,6 @@ import grpc
 import numpy as np
 
 from sluice_runtime.codec import decode_response, encode_request
-from sluice_runtime.concurrency import ConcurrencyLimit
 from sluice_runtime.datatypes import BY_NAME
 from sluice_runtime.errors import DeadlineUnmeetable, InferenceError
 from sluice_runtime.latency import EWMA_WEIGHT
@@ -32,10 +31,6 @@ GRPC_MESSAGE_OPTIONS = [
     ("grpc.experimental.tcp_max_read_chunk_size", 8 << 20),
     ("grpc.http2.lookahead_bytes", 4 << 20),
 ]
-
-
-# What a stage answers when it has more work than it can finish in time.
-_REFUSED_FOR_LOAD = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 
 def signature_from_metadata(metadata: pb.ModelMetadataResponse) -> ModelSignature:
@@ -63,7 +58,7 @@ class RemoteModel:
         self.signature = ModelSignature((), ())
         # Seconds per answered call (queueing at the stage included) and per row, EWMA.
         self._seconds_per_row = 0.0
-        self.concurrency = ConcurrencyLimit()
+        self._in_flight = 0
 
     @property
     def default_slo_ms(self) -> float:
@@ -101,16 +96,14 @@ class RemoteModel:
             delay = min(delay * 2, 2.0)
 
     def predicted_latency_s(self, now: float, rows: int) -> float:
-        """Recent answered calls' latency scaled to ``rows``; infinite at the stage's limit.
+        """Recent answered calls' latency scaled to ``rows``.
 
         It includes the stage's own queueing, so a stage that falls behind makes the
         router refuse at the start of the pipeline instead of after the work before it.
         With no call in flight it is 0: the estimate only learns from calls, so a stale
         high one must not stop every call for ever.
         """
-        if self.concurrency.full:
-            return float("inf")
-        return self._seconds_per_row * rows if self.concurrency.in_flight else 0.0
+        return self._seconds_per_row * rows if self._in_flight else 0.0
 
     async def infer(self, request: InferenceRequest) -> dict[str, np.ndarray]:
         """Run the request on the remote runtime within the request's deadline."""
@@ -122,20 +115,16 @@ class RemoteModel:
             self.name, request.inputs, request.requested_outputs,
             budget_ms=remaining_s * 1000, request_id=request.id,
         )
-        self.concurrency.in_flight += 1
+        self._in_flight += 1
         try:
             response = await self._stub.ModelInfer(message, timeout=remaining_s)
         except grpc.aio.AioRpcError as exc:
-            if exc.code() in _REFUSED_FOR_LOAD:
-                self.concurrency.refused(time.monotonic())
             raise InferenceError(
                 f"stage '{self.name}' at {self.target}: {exc.details()}", exc.code()
             ) from None
         finally:
-            self.concurrency.in_flight -= 1
-        took_s = time.monotonic() - started
-        self.concurrency.answered(took_s)
-        per_row_s = took_s / max(request.rows, 1)
+            self._in_flight -= 1
+        per_row_s = (time.monotonic() - started) / max(request.rows, 1)
         self._seconds_per_row += EWMA_WEIGHT * (per_row_s - self._seconds_per_row)
         return decode_response(response)
 

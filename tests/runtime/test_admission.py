@@ -8,7 +8,6 @@ model run on a real asyncio loop with a real onnxruntime session.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from pathlib import Path
 
@@ -79,26 +78,26 @@ def test_queue_counts_only_requests_still_wanted():
 
 
 def test_concurrency_limit_narrows_on_refusals_once_per_round_trip_and_widens_on_answers():
-    limit = ConcurrencyLimit(limit=10.0)
+    limit = ConcurrencyLimit()
+    limit.in_flight = 500
+    assert not limit.full  # unlimited until a refusal says otherwise
     limit.answered(round_trip_s=0.1)
     limit.in_flight = 10
-    assert limit.full
-    limit.refused(now_s=5.0)
+    limit.refused(now_s=5.0)  # refused with 10 in flight: just below that
     assert limit.limit == pytest.approx(8.0)
-    narrowed = limit.limit
+    assert limit.full
     limit.refused(now_s=5.05)  # the same burst: within one round trip
-    assert limit.limit == narrowed
+    assert limit.limit == pytest.approx(8.0)
     limit.refused(now_s=5.2)
-    assert limit.limit < narrowed
+    assert limit.limit == pytest.approx(6.4)
     limit.in_flight = 0
-    before = limit.limit
     limit.answered(round_trip_s=0.1)  # little in flight: the limit did not hold it back
-    assert limit.limit == before
-    limit.in_flight = math.ceil(before)
+    assert limit.limit == pytest.approx(6.4)
+    limit.in_flight = 6
     limit.answered(round_trip_s=0.1)
-    assert limit.limit > before
-    for _ in range(10_000):
-        limit.refused(now_s=limit._last_decrease_s + 1)
+    assert limit.limit == pytest.approx(6.4 + 1 / 6.4)
+    for step in range(100):
+        limit.refused(now_s=10.0 + step)
     assert limit.limit == limit.minimum
 
 

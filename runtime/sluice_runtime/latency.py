@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import bisect
+from collections import deque
 
 # Weight of the newest measurement: recent enough to follow a resize or a noisy
 # neighbour, smooth enough not to chase single outliers.
 EWMA_WEIGHT = 0.2
-# How many mean relative errors above the mean a deadline check allows for: a batch
+# Deadline checks use this quantile of recent (measured / predicted) ratios: a batch
 # admitted or started against the mean alone finishes late about half the times its
-# prediction is tight; more deviations trade refusals for fewer late answers. Three keep
-# late answers to a few per thousand in bench/overload.py without refusing what fits.
-UPPER_DEVIATIONS = 3.0
+# prediction is tight, and a fixed margin is too much on a quiet machine and too little
+# on a busy one. A higher quantile trades refusals for fewer late answers.
+UPPER_QUANTILE = 0.9
+# Batches the quantile is taken over: enough for a 95th percentile, recent enough to
+# follow a resize or a new neighbour within seconds at ordinary rates.
+RATIO_WINDOW = 100
 
 
 class LatencyModel:
@@ -20,23 +24,27 @@ class LatencyModel:
     Sizes never seen are interpolated linearly between observed neighbours, and
     extrapolated beyond the largest one with the slope of the last two (or proportionally
     to the rows when only one size is known). Alongside the means it keeps one EWMA of the
-    relative error of predictions, pooled over every batch whatever its size (noise from
-    neighbours and throttling scales with the work, and a size seen once has no spread of
-    its own), so that deadline checks can use a pessimistic estimate
-    (:meth:`predict_upper`) while backlog sums use the mean.
+    recent ratios of measured to predicted time, pooled over every batch whatever its size
+    (noise from neighbours and throttling scales with the work, and a size seen once has
+    no spread of its own), so that deadline checks can use a pessimistic estimate
+    (:meth:`predict_upper`, a high quantile of those ratios times the mean) while backlog
+    sums use the mean.
     """
 
     def __init__(self) -> None:
         self._sizes: list[int] = []
         self._seconds: dict[int, float] = {}
-        self._relative_error = 0.0
+        self._ratios: deque[float] = deque(maxlen=RATIO_WINDOW)
+        self._upper_ratio = 1.0
 
     def observe(self, rows: int, seconds: float) -> None:
         """Record one measured batch."""
         predicted = self.predict(rows)
         if predicted > 0:
-            error = abs(seconds - predicted) / predicted
-            self._relative_error += EWMA_WEIGHT * (error - self._relative_error)
+            self._ratios.append(seconds / predicted)
+            ranked = sorted(self._ratios)
+            at = min(len(ranked) - 1, int(UPPER_QUANTILE * len(ranked)))
+            self._upper_ratio = max(1.0, ranked[at])
         if rows not in self._seconds:
             bisect.insort(self._sizes, rows)
             self._seconds[rows] = seconds
@@ -64,8 +72,8 @@ class LatencyModel:
         return self._seconds[top] + max(slope, 0.0) * (rows - top)
 
     def predict_upper(self, rows: int) -> float:
-        """A pessimistic compute time for ``rows``: the mean plus a few typical errors."""
-        return self.predict(rows) * (1.0 + UPPER_DEVIATIONS * self._relative_error)
+        """A pessimistic compute time for ``rows``: the mean times a high recent ratio."""
+        return self.predict(rows) * self._upper_ratio
 
     def largest_batch_within(self, seconds: float, min_rows: int, max_rows: int) -> int:
         """The most rows in ``[min_rows, max_rows]`` whose upper estimate fits ``seconds``.

@@ -17,7 +17,7 @@ from sluice_runtime.batcher import BatchedModel
 from sluice_runtime.batching import EdfQueue, PendingRequest, batch_key, batch_work_s
 from sluice_runtime.concurrency import ConcurrencyLimit
 from sluice_runtime.executors import ExecutorPool
-from sluice_runtime.latency import UPPER_DEVIATIONS, LatencyModel
+from sluice_runtime.latency import LatencyModel
 from sluice_runtime.metrics import RuntimeMetrics
 from sluice_runtime.model import OnnxModel
 from sluice_runtime.requestlog import RequestLog
@@ -38,17 +38,22 @@ def test_backlog_is_charged_as_full_batches_and_one_partial(rows, max_rows, expe
     assert batch_work_s(rows, max_rows, lambda n: 0.1 * n) == pytest.approx(expected)
 
 
-def test_pessimistic_estimate_grows_with_the_observed_error_of_predictions():
+def test_pessimistic_estimate_is_a_high_quantile_of_measured_over_predicted():
     model = LatencyModel()
     model.observe(8, 0.010)
     assert model.predict_upper(8) == pytest.approx(0.010)  # nothing to doubt yet
-    model.observe(8, 0.020)  # predicted 10 ms, took 20: a 100% error
-    error = 0.2 * 1.0
-    assert model.predict(8) == pytest.approx(0.012)
-    assert model.predict_upper(8) == pytest.approx(0.012 * (1 + UPPER_DEVIATIONS * error))
-    # The error is pooled: a size seen once inherits it.
+    for _ in range(90):
+        model.observe(8, model.predict(8))  # on the dot
+    for _ in range(10):
+        model.observe(8, 2 * model.predict(8))  # one batch in ten takes twice as long
+    assert model.predict_upper(8) == pytest.approx(2 * model.predict(8), rel=0.05)
+    # The ratio is pooled: a size seen once inherits it.
     model.observe(32, 0.040)
     assert model.predict_upper(32) > model.predict(32)
+    # Recent batches replace old ones: a quiet spell brings the estimate back down.
+    for _ in range(100):
+        model.observe(8, model.predict(8))
+    assert model.predict_upper(8) == pytest.approx(model.predict(8), rel=0.01)
 
 
 def test_largest_batch_that_fits_a_deadline():

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 DEV_STAMP := $(VENV)/.dev-installed
 MODELS_STAMP := examples/models/.generated
 
-.PHONY: demo test test-runtime lint format proto models bench cluster-build cluster-up cluster-down kind-up kind-down clean
+.PHONY: demo test test-runtime lint format proto models bench bench-overload cluster-build cluster-up cluster-down kind-up kind-down clean
 
 $(DEV_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ proto: $(DEV_STAMP)
 bench: $(MODELS_STAMP)
 	bench/setup_mlserver.sh $(PYTHON)
 	$(PY) bench/runtime.py --models examples/models
+
+## bench-overload: goodput, late answers and refusals at 0.7x, 2x and 3x capacity (docs/bench.md)
+bench-overload: $(MODELS_STAMP)
+	$(PY) bench/overload.py --models examples/models
 
 ## cluster-up / cluster-down: the real control plane the operator tests use, by hand
 cluster-build: $(DEV_STAMP)

@@ -40,6 +40,15 @@ class HarnessError(Exception):
     """A server did not start, did not become ready, or a load run failed."""
 
 
+def run_main(main: Callable[[], int]) -> None:
+    """Run a benchmark's ``main`` and exit with its status; a harness failure is one line."""
+    try:
+        sys.exit(main())
+    except HarnessError as error:
+        print(f"bench: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""
     with socket.socket() as sock:
@@ -47,12 +56,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def vm_rss_mib(pid: int) -> float:
-    """Resident memory (VmRSS) of a process, in MiB."""
+def vm_rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory of a process in MiB: now (VmRSS) or its peak (``field="VmHWM"``)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise HarnessError(f"no VmRSS for pid {pid}")
+    raise HarnessError(f"no {field} for pid {pid}")
 
 
 def onnx_tensors(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

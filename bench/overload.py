@@ -26,13 +26,14 @@ from pathlib import Path
 
 from harness import (
     ROOT,
-    HarnessError,
     Server,
     free_port,
     launch,
     models_ready,
     run_load,
+    run_main,
     start_sluice,
+    vm_rss_mib,
 )
 
 PIPELINE = ROOT / "examples" / "pipelines" / "dialogue.yaml"
@@ -50,14 +51,6 @@ class Workload:
     budget_ms: float
     clients: int  # closed-loop clients for the capacity run
     start: Callable[[argparse.Namespace, Path], list[Server]]
-
-
-def vm_hwm_mib(pid: int) -> float:
-    """Peak resident memory (VmHWM) of a process, in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise HarnessError(f"no VmHWM for pid {pid}")
 
 
 def single(model: str, batch: int) -> Callable[[argparse.Namespace, Path], list[Server]]:
@@ -127,7 +120,7 @@ def measure(args: argparse.Namespace, work: Workload, out: Path) -> dict[str, Re
             report = run_load(servers[-1].target, work.model, [
                 "--batch", str(work.rows), "--slo-ms", str(work.budget_ms), *load,
             ], cpus=args.client_cpus)
-            report["peak_rss_mib"] = sum(vm_hwm_mib(s.process.pid) for s in servers)
+            report["peak_rss_mib"] = sum(vm_rss_mib(s.process.pid, "VmHWM") for s in servers)
         finally:
             for server in reversed(servers):
                 server.stop()
@@ -216,8 +209,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except HarnessError as error:
-        print(f"bench: {error}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main)

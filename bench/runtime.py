@@ -27,13 +27,13 @@ import onnxruntime as ort
 import raw_ort
 from harness import (
     ROOT,
-    HarnessError,
     Server,
     free_port,
     histogram_mean,
     launch,
     models_ready,
     run_load,
+    run_main,
     start_sluice,
 )
 
@@ -445,8 +445,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except HarnessError as error:
-        print(f"bench: {error}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main)

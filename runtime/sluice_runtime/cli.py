@@ -66,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="queued requests per model before RESOURCE_EXHAUSTED (default %(default)s)")
     add("--executors", type=int, default=None,
         help="batches computed at once (default: follow the CPU allocation)")
-    add("--cgroup-root", type=Path, default=defaults.cgroup_root,
-        help="where to read the CPU limit (cpu.max) from (default %(default)s)")
+    add("--cgroup-root", type=Path, default=defaults.cgroup_root, metavar="DIR",
+        help="read the CPU limit (cpu.max, or cpu.cfs_quota_us) from this directory instead "
+             "of the process's own cgroup and its ancestors (found through /proc/self)")
     add("--cpu-poll-interval-s", type=float, default=defaults.cpu_poll_interval_s,
         help="how often to re-read the CPU limit (default %(default)s)")
     add("--request-log", metavar="PATH|-",

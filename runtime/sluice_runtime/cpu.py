@@ -2,18 +2,93 @@
 
 In a pod, in-place resize rewrites the container's cgroup limit while the process runs,
 so the answer is re-read periodically rather than fixed at start-up.
+
+The limit that binds is the one on the process's *own* cgroup and its ancestors, found
+through ``/proc/self/cgroup`` and ``/proc/self/mountinfo``: reading the cgroup root is only
+right in a container with a private cgroup namespace, and wrong in a child cgroup (how
+local mode runs each stage), a systemd slice or the host's namespace, where the root has
+no limit and the process would believe it has every core.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 
-def _cgroup_v2_cores(root: Path) -> float | None:
+
+@dataclass(frozen=True)
+class OwnCgroup:
+    """The directories of this process's cgroup, own first, then each ancestor to the root.
+
+    ``v2`` in the unified hierarchy, ``v1_cpu`` in the v1 hierarchy holding the ``cpu``
+    controller; either is empty when the machine has no such hierarchy mounted here.
+    """
+
+    v2: tuple[Path, ...] = ()
+    v1_cpu: tuple[Path, ...] = ()
+
+
+def _unescape(field: str) -> str:
+    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _chain(mount_point: Path, mount_root: str, cgroup_path: str) -> tuple[Path, ...]:
+    """Directories from the process's cgroup up to the mount point, or () if not below it."""
+    root = mount_root.rstrip("/") + "/"
+    path = cgroup_path.rstrip("/") + "/"
+    if not path.startswith(root):
+        return ()
+    relative = [part for part in path[len(root):].split("/") if part]
+    return tuple(mount_point.joinpath(*relative[:depth])
+                 for depth in range(len(relative), -1, -1))
+
+
+def own_cgroup(proc_cgroup: str, mountinfo: str) -> OwnCgroup:
+    """Find this process's cgroup directories from the texts of the two /proc files."""
+    v2_path: str | None = None
+    v1_paths: dict[str, str] = {}
+    for line in proc_cgroup.splitlines():
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and not controllers:
+            v2_path = path
+        for controller in controllers.split(","):
+            v1_paths[controller] = path
+    v2: tuple[Path, ...] = ()
+    v1_cpu: tuple[Path, ...] = ()
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if "-" not in fields:
+            continue
+        separator = fields.index("-")
+        if len(fields) < separator + 4 or len(fields) < 5:
+            continue
+        mount_root, mount_point = _unescape(fields[3]), Path(_unescape(fields[4]))
+        fstype, options = fields[separator + 1], fields[separator + 3].split(",")
+        if fstype == "cgroup2" and v2_path is not None and not v2:
+            v2 = _chain(mount_point, mount_root, v2_path)
+        elif fstype == "cgroup" and "cpu" in options and "cpu" in v1_paths and not v1_cpu:
+            v1_cpu = _chain(mount_point, mount_root, v1_paths["cpu"])
+    return OwnCgroup(v2, v1_cpu)
+
+
+def read_own_cgroup() -> OwnCgroup:
+    """This process's cgroup directories (none found: an empty result, never an error)."""
     try:
-        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return own_cgroup(Path("/proc/self/cgroup").read_text(),
+                          Path("/proc/self/mountinfo").read_text())
+    except OSError:  # not Linux, or /proc not mounted
+        return OwnCgroup()
+
+
+def _cgroup_v2_cores(folder: Path) -> float | None:
+    try:
+        quota, period = (folder / "cpu.max").read_text().split()[:2]
     except (OSError, ValueError):
         return None
     if quota == "max":
@@ -21,15 +96,25 @@ def _cgroup_v2_cores(root: Path) -> float | None:
     return int(quota) / int(period)
 
 
-def _cgroup_v1_cores(root: Path) -> float | None:
-    for folder in (root / "cpu", root / "cpu,cpuacct", root):
-        try:
-            quota = int((folder / "cpu.cfs_quota_us").read_text())
-            period = int((folder / "cpu.cfs_period_us").read_text())
-        except (OSError, ValueError):
-            continue
-        return quota / period if quota > 0 and period > 0 else None
-    return None
+def _cgroup_v1_cores(folder: Path) -> float | None:
+    try:
+        quota = int((folder / "cpu.cfs_quota_us").read_text())
+        period = int((folder / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def _tightest(limits: list[float | None]) -> float | None:
+    found = [cores for cores in limits if cores is not None]
+    return min(found) if found else None
+
+
+def cgroup_cores(own: OwnCgroup) -> float | None:
+    """The tightest CPU limit over the process's cgroup and its ancestors, in either
+    hierarchy (a hybrid machine may limit in both); None when nothing limits it."""
+    return _tightest([_cgroup_v2_cores(d) for d in own.v2]
+                     + [_cgroup_v1_cores(d) for d in own.v1_cpu])
 
 
 def _affinity_cores() -> int:
@@ -39,17 +124,22 @@ def _affinity_cores() -> int:
         return os.cpu_count() or 1
 
 
-def cpu_allocation(cgroup_root: Path) -> float:
-    """Cores this process may use: cgroup v2 ``cpu.max``, then the v1 CFS quota, then affinity.
+def cpu_allocation(cgroup_dir: Path | None = None) -> float:
+    """Cores this process may use: its cgroup's limit (v2 ``cpu.max`` or the v1 CFS quota,
+    the tightest over its ancestors), capped by the CPUs it can be scheduled on.
 
-    A cgroup limit larger than the CPUs the process can be scheduled on is capped by them.
+    ``cgroup_dir`` reads one directory instead of discovering the process's own cgroup:
+    for a limit mounted somewhere unusual, and for tests that inject files.
     """
-    affinity = _affinity_cores()
-    for reader in (_cgroup_v2_cores, _cgroup_v1_cores):
-        cores = reader(cgroup_root)
-        if cores is not None:
-            return min(cores, float(affinity))
-    return float(affinity)
+    affinity = float(_affinity_cores())
+    if cgroup_dir is None:
+        cores = cgroup_cores(read_own_cgroup())
+    else:
+        cores = _tightest([_cgroup_v2_cores(cgroup_dir)]
+                          + [_cgroup_v1_cores(d) for d in (cgroup_dir / "cpu",
+                                                           cgroup_dir / "cpu,cpuacct",
+                                                           cgroup_dir)])
+    return affinity if cores is None else min(cores, affinity)
 
 
 def executors_for(cores: float) -> int:

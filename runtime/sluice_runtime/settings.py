@@ -72,7 +72,7 @@ class RuntimeSettings:
     batching: BatchingConfig = BatchingConfig()
     max_queue_size: int = 1024  # requests per model before RESOURCE_EXHAUSTED
     executors: int | None = None  # None: follow the CPU allocation
-    cgroup_root: Path = Path("/sys/fs/cgroup")
+    cgroup_root: Path | None = None  # None: the process's own cgroup, from /proc/self
     cpu_poll_interval_s: float = 1.0
     request_log: str | None = None  # path, or "-" for stdout
     model_cache_dir: Path = Path("/tmp/sluice-models")

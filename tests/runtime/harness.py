@@ -43,6 +43,8 @@ class Runtime:
     port: int = 0  # known once started: the runtime binds free ports and logs them
     metrics_port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    # Turns the command into the one to run (e.g. joining a cgroup first).
+    wrap: Callable[[list[str]], list[str]] | None = None
 
     @property
     def url(self) -> str:
@@ -59,6 +61,8 @@ class Runtime:
         log = tempfile.NamedTemporaryFile(  # noqa: SIM115 (the process writes it for its life)
             dir=self.log_dir, prefix="runtime-", suffix=".log", delete=False)
         self.log_path = Path(log.name)
+        if self.wrap is not None:
+            command = self.wrap(command)
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         wait_until(self._bound, START_TIMEOUT_S, f"runtime to listen ({self.log_path})")
         wait_until(self._serving, START_TIMEOUT_S, f"runtime to serve ({self.log_path})")

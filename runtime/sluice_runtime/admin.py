@@ -1,7 +1,8 @@
 """HTTP on the metrics port: Prometheus metrics and live batching reconfiguration.
 
-``GET /metrics``; ``GET /v1/batching``; ``PUT /v1/batching/<model>`` with a JSON object
-of any of ``max_batch_size``, ``max_delay_ms``, ``default_slo_ms``.
+``GET /metrics`` (open to all); ``GET /v1/batching``; ``PUT /v1/batching/<model>`` with a
+JSON object of any of ``max_batch_size``, ``max_delay_ms``, ``default_slo_ms``. Everything
+under ``/v1/`` goes through :class:`~sluice_runtime.adminauth.AdminAuth`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from sluice_runtime.adminauth import AdminAuth
 from sluice_runtime.batcher import BatchedModel
 from sluice_runtime.metrics import RuntimeMetrics
 from sluice_runtime.settings import BatchingConfig
@@ -37,8 +39,10 @@ class AdminServer:
         metrics: RuntimeMetrics,
         batchers: Mapping[str, BatchedModel],
         loop: asyncio.AbstractEventLoop,
+        auth: AdminAuth,
     ) -> None:
         self._metrics = metrics
+        self._auth = auth
         self._batchers = batchers
         self._loop = loop
         self._http = ThreadingHTTPServer((host, port), self._handler_class())
@@ -99,10 +103,28 @@ class AdminServer:
             def _json(self, status: HTTPStatus, payload: Any) -> None:
                 self._send(status, json.dumps(payload).encode(), "application/json")
 
+            def _allowed(self) -> bool:
+                """Answer a refused admin request here; True if it may go on."""
+                refusal = admin._auth.refusal(self.headers.get("Authorization"))
+                if refusal is None:
+                    return True
+                status, message = refusal
+                body = json.dumps({"error": message}).encode()
+                self.send_response(status)
+                if status == HTTPStatus.UNAUTHORIZED:
+                    self.send_header("WWW-Authenticate", 'Bearer realm="sluice-admin"')
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return False
+
             def do_GET(self) -> None:
                 if self.path == "/metrics":
                     body = generate_latest(admin._metrics.registry)
                     self._send(HTTPStatus.OK, body, CONTENT_TYPE_LATEST)
+                elif not self._allowed():
+                    return
                 elif self.path == _BATCHING_PATH:
                     self._json(HTTPStatus.OK, admin.batching())
                 else:
@@ -110,6 +132,8 @@ class AdminServer:
 
             def do_PUT(self) -> None:
                 prefix = _BATCHING_PATH + "/"
+                if not self._allowed():
+                    return
                 if not self.path.startswith(prefix):
                     self._json(HTTPStatus.NOT_FOUND, {"error": f"no resource {self.path}"})
                     return

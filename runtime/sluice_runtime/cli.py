@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="longest to wait for in-flight requests on SIGTERM (default %(default)s)")
     add("--remote-connect-timeout-s", type=float, default=defaults.remote_connect_timeout_s,
         help="how long to wait for remote stages at start (default %(default)s)")
+    add("--admin-token-file", type=Path, metavar="FILE",
+        help="bearer token the admin API (/v1/...) requires; without it the admin API is "
+             "open on loopback and off on any other address (/metrics stays open)")
     add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
@@ -117,6 +120,7 @@ def settings_from_args(args: argparse.Namespace) -> RuntimeSettings:
         model_cache_dir=args.model_cache_dir,
         drain_timeout_s=args.drain_timeout_s,
         remote_connect_timeout_s=args.remote_connect_timeout_s,
+        admin_token_file=args.admin_token_file,
     )
 
 

@@ -10,6 +10,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from sluice_runtime.admin import AdminServer
+from sluice_runtime.adminauth import AdminAuth
 from sluice_runtime.batcher import BatchedModel
 from sluice_runtime.cpu import cpu_allocation, executors_for
 from sluice_runtime.errors import InferenceError, StartupError
@@ -58,6 +59,10 @@ class RuntimeServer:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
+        auth = AdminAuth(self.settings.admin_token_file, self.settings.host)
+        if auth.off:
+            log.warning("the admin API is off: %s is not loopback and no --admin-token-file "
+                        "was given (/metrics stays open)", self.settings.host)
         # grpc's health servicer starts out SERVING; readiness must wait for warm models.
         await self._health.set("", _NOT_SERVING)
         server, grpc_port = self._grpc_server()
@@ -65,7 +70,7 @@ class RuntimeServer:
         try:
             admin = AdminServer(
                 self.settings.host, self.settings.metrics_port, self.metrics, self.batchers,
-                loop,
+                loop, auth,
             )
         except OSError as exc:
             await server.stop(grace=None)

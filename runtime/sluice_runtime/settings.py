@@ -77,4 +77,5 @@ class RuntimeSettings:
     request_log: str | None = None  # path, or "-" for stdout
     model_cache_dir: Path = Path("/tmp/sluice-models")
     drain_timeout_s: float = 30.0
+    admin_token_file: Path | None = None  # bearer token of the admin API (/v1/…)
     remote_connect_timeout_s: float = 300.0

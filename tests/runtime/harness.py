@@ -115,15 +115,24 @@ class Runtime:
     def metric(self, name: str, **labels: str) -> float:
         return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
 
-    def admin(self, method: str, path: str, body: object = None) -> tuple[int, object]:
+    def admin(self, method: str, path: str, body: object = None,
+              token: str | None = None) -> tuple[int, object]:
+        """Call the admin API (with a bearer token if given); status and JSON body.
+
+        The response headers are kept in ``last_headers``.
+        """
         data = json.dumps(body).encode() if body is not None else None
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
         request = urllib.request.Request(
-            f"http://127.0.0.1:{self.metrics_port}{path}", data=data, method=method
+            f"http://127.0.0.1:{self.metrics_port}{path}", data=data, method=method,
+            headers=headers,
         )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
+                self.last_headers = dict(response.headers)
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
+            self.last_headers = dict(error.headers)
             return error.code, json.loads(error.read())
 
     def signal(self, sig: int = signal.SIGTERM) -> None:

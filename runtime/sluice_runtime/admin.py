@@ -1,7 +1,8 @@
 """HTTP on the metrics port: Prometheus metrics and live batching reconfiguration.
 
 ``GET /metrics`` (open to all); ``GET /v1/batching``; ``PUT /v1/batching/<model>`` with a
-JSON object of any of ``max_batch_size``, ``max_delay_ms``, ``default_slo_ms``. Everything
+JSON object of any of ``max_batch_size``, ``max_delay_ms``, ``default_slo_ms``;
+``GET /v1/profile``, the learned latency per batch size and the parallelism. Everything
 under ``/v1/`` goes through :class:`~sluice_runtime.adminauth.AdminAuth`.
 """
 
@@ -11,7 +12,7 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -26,6 +27,7 @@ from sluice_runtime.settings import BatchingConfig
 log = logging.getLogger(__name__)
 
 _BATCHING_PATH = "/v1/batching"
+_PROFILE_PATH = "/v1/profile"
 _MAX_BODY_BYTES = 64 * 1024
 
 
@@ -40,9 +42,11 @@ class AdminServer:
         batchers: Mapping[str, BatchedModel],
         loop: asyncio.AbstractEventLoop,
         auth: AdminAuth,
+        parallelism: Callable[[], dict[str, Any]],
     ) -> None:
         self._metrics = metrics
         self._auth = auth
+        self._parallelism = parallelism
         self._batchers = batchers
         self._loop = loop
         self._http = ThreadingHTTPServer((host, port), self._handler_class())
@@ -68,6 +72,11 @@ class AdminServer:
     def batching(self) -> dict[str, Any]:
         """Every batched model's configuration."""
         return {name: b.config.as_dict() for name, b in self._batchers.items()}
+
+    def profile(self) -> dict[str, Any]:
+        """What the scaler reads besides /metrics: learned latencies and parallelism."""
+        return {"models": {name: b.profile() for name, b in self._batchers.items()},
+                **self._parallelism()}
 
     def reconfigure(self, model: str, changes: dict[str, Any]) -> tuple[HTTPStatus, Any]:
         """Validate and apply a change on the event loop; returns status and JSON body."""
@@ -127,6 +136,8 @@ class AdminServer:
                     return
                 elif self.path == _BATCHING_PATH:
                     self._json(HTTPStatus.OK, admin.batching())
+                elif self.path == _PROFILE_PATH:
+                    self._json(HTTPStatus.OK, admin.profile())
                 else:
                     self._json(HTTPStatus.NOT_FOUND, {"error": f"no resource {self.path}"})
 

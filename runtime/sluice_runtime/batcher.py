@@ -27,7 +27,7 @@ from sluice_runtime.errors import (
 )
 from sluice_runtime.executors import ExecutorPool
 from sluice_runtime.latency import LatencyModel
-from sluice_runtime.metrics import RateMeter, RuntimeMetrics
+from sluice_runtime.metrics import OUTCOMES, RateMeter, RuntimeMetrics
 from sluice_runtime.model import OnnxModel
 from sluice_runtime.requestlog import RequestLog
 from sluice_runtime.servable import select_outputs
@@ -85,6 +85,10 @@ class BatchedModel:
         self._queue_wait = metrics.queue_wait.labels(self.name)
         self._compute = metrics.compute.labels(self.name)
         self._batch_size = metrics.batch_size.labels(self.name)
+        self._latency_hist = metrics.model_latency.labels(self.name)
+        for outcome in OUTCOMES.values():  # every outcome exported from the start, at 0
+            metrics.model_requests.labels(self.name, outcome)
+        metrics.model_requests.labels(self.name, "late")
         metrics.queue_depth.labels(self.name).set_function(lambda: len(self._queue))
         metrics.arrival_rate.labels(self.name).set_function(self._arrivals.rate)
         self._publish_config()
@@ -104,6 +108,11 @@ class BatchedModel:
         self._config = config
         self._publish_config()
         self._wake.set()
+
+    def profile(self) -> dict[str, object]:
+        """The latency learned from this model's batches, as ``GET /v1/profile`` shows it."""
+        return {**self._latency.snapshot(), "queued": len(self._queue),
+                "running_batches": len(self._running)}
 
     def _publish_config(self) -> None:
         for setting, value in self._config.as_dict().items():
@@ -212,7 +221,13 @@ class BatchedModel:
         else:
             self._queue.push(pending)
             self._wake.set()
-        return await future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.cancelled():  # the caller went away before an answer
+                ended = time.monotonic()
+                self._log_request(request, now, ended, ended, 0, "CANCELLED")
+            raise
 
     async def _run_loop(self) -> None:
         try:
@@ -229,7 +244,9 @@ class BatchedModel:
             self._fail_queued(ShuttingDown(f"model '{self.name}' is shutting down"))
 
     def _fail_queued(self, error: InferenceError) -> None:
+        now = time.monotonic()
         for pending in self._queue.drain():
+            self._log_request(pending.request, pending.arrival, now, now, 0, error.code.name)
             pending.future.set_exception(error)
 
     async def _sleep_until(self, when: float) -> None:
@@ -377,6 +394,8 @@ class BatchedModel:
         self._batch_size.observe(rows)
         for pending in batch:
             self._queue_wait.observe(started - pending.arrival)
+            if pending.future.cancelled():
+                continue  # counted as cancelled by its caller's infer()
             self._log_request(pending.request, pending.arrival, started, ended, rows, code)
         if self._log.enabled:
             self._log.write({
@@ -389,6 +408,13 @@ class BatchedModel:
         self, request: InferenceRequest, arrival: float, start: float, end: float,
         batch_size: int, code: str,
     ) -> None:
+        """Count the request's outcome at this model and write its request-log record."""
+        outcome = OUTCOMES.get(code, "failed")
+        if outcome == "ok":
+            if end > request.deadline:
+                outcome = "late"
+            self._latency_hist.observe(end - arrival)
+        self._metrics.model_requests.labels(self.name, outcome).inc()
         if self._log.enabled:
             self._log.write({
                 "event": "request", "model": self.name, "id": request.id,

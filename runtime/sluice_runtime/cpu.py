@@ -12,9 +12,11 @@ no limit and the process would believe it has every core.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,12 +27,14 @@ _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 class OwnCgroup:
     """The directories of this process's cgroup, own first, then each ancestor to the root.
 
-    ``v2`` in the unified hierarchy, ``v1_cpu`` in the v1 hierarchy holding the ``cpu``
-    controller; either is empty when the machine has no such hierarchy mounted here.
+    ``v2`` in the unified hierarchy, ``v1_cpu`` and ``v1_cpuacct`` in the v1 hierarchies
+    holding those controllers (one and the same where they are mounted together); any is
+    empty when the machine has no such hierarchy mounted here.
     """
 
     v2: tuple[Path, ...] = ()
     v1_cpu: tuple[Path, ...] = ()
+    v1_cpuacct: tuple[Path, ...] = ()
 
 
 def _unescape(field: str) -> str:
@@ -60,7 +64,7 @@ def own_cgroup(proc_cgroup: str, mountinfo: str) -> OwnCgroup:
         for controller in controllers.split(","):
             v1_paths[controller] = path
     v2: tuple[Path, ...] = ()
-    v1_cpu: tuple[Path, ...] = ()
+    v1: dict[str, tuple[Path, ...]] = {}
     for line in mountinfo.splitlines():
         fields = line.split()
         if "-" not in fields:
@@ -72,9 +76,11 @@ def own_cgroup(proc_cgroup: str, mountinfo: str) -> OwnCgroup:
         fstype, options = fields[separator + 1], fields[separator + 3].split(",")
         if fstype == "cgroup2" and v2_path is not None and not v2:
             v2 = _chain(mount_point, mount_root, v2_path)
-        elif fstype == "cgroup" and "cpu" in options and "cpu" in v1_paths and not v1_cpu:
-            v1_cpu = _chain(mount_point, mount_root, v1_paths["cpu"])
-    return OwnCgroup(v2, v1_cpu)
+        elif fstype == "cgroup":
+            for controller in ("cpu", "cpuacct"):
+                if controller in options and controller in v1_paths and controller not in v1:
+                    v1[controller] = _chain(mount_point, mount_root, v1_paths[controller])
+    return OwnCgroup(v2, v1.get("cpu", ()), v1.get("cpuacct", ()))
 
 
 def read_own_cgroup() -> OwnCgroup:
@@ -115,6 +121,55 @@ def cgroup_cores(own: OwnCgroup) -> float | None:
     hierarchy (a hybrid machine may limit in both); None when nothing limits it."""
     return _tightest([_cgroup_v2_cores(d) for d in own.v2]
                      + [_cgroup_v1_cores(d) for d in own.v1_cpu])
+
+
+@dataclass(frozen=True)
+class CpuUsage:
+    """Cumulative CPU accounting of a cgroup: what it used and how often it was throttled."""
+
+    usage_s: float | None = None
+    periods: int | None = None
+    throttled_periods: int | None = None
+    throttled_s: float | None = None
+
+
+def _stat(path: Path) -> dict[str, int]:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return {}
+    pairs = (line.split() for line in lines)
+    return {p[0]: int(p[1]) for p in pairs if len(p) == 2 and p[1].lstrip("-").isdigit()}
+
+
+def _limiting(chain: tuple[Path, ...], cores: Callable[[Path], float | None]) -> Path:
+    """The directory whose quota binds (throttling is counted there), else the own one."""
+    limited = [(c, folder) for folder in chain if (c := cores(folder)) is not None]
+    return min(limited, key=lambda pair: pair[0])[1] if limited else chain[0]
+
+
+def cgroup_cpu_usage(own: OwnCgroup) -> CpuUsage:
+    """CPU used by the process's cgroup and throttling of the cgroup whose quota binds it
+    (v2 ``cpu.stat``; v1 ``cpuacct.usage`` and ``cpu.stat``). Missing figures are None."""
+    if own.v2 and not own.v1_cpu:  # a hybrid machine keeps the cpu controller in v1
+        used = _stat(own.v2[0] / "cpu.stat")
+        stat = _stat(_limiting(own.v2, _cgroup_v2_cores) / "cpu.stat")
+        if used or stat:
+            return CpuUsage(
+                used["usage_usec"] / 1e6 if "usage_usec" in used else None,
+                stat.get("nr_periods"), stat.get("nr_throttled"),
+                stat["throttled_usec"] / 1e6 if "throttled_usec" in stat else None,
+            )
+    throttling = (_stat(_limiting(own.v1_cpu, _cgroup_v1_cores) / "cpu.stat")
+                  if own.v1_cpu else {})
+    usage_s = None
+    if own.v1_cpuacct:
+        with contextlib.suppress(OSError, ValueError):  # not accounted: None
+            usage_s = int((own.v1_cpuacct[0] / "cpuacct.usage").read_text()) / 1e9
+    return CpuUsage(
+        usage_s, throttling.get("nr_periods"), throttling.get("nr_throttled"),
+        throttling["throttled_time"] / 1e9 if "throttled_time" in throttling else None,
+    )
 
 
 def _affinity_cores() -> int:

@@ -75,6 +75,15 @@ class LatencyModel:
         """A pessimistic compute time for ``rows``: the mean times a high recent ratio."""
         return self.predict(rows) * self._upper_ratio
 
+    def snapshot(self) -> dict[str, object]:
+        """What has been learned, JSON-ready: mean seconds per measured batch size and the
+        ratio the pessimistic estimate multiplies them by."""
+        return {
+            "batch_seconds": {str(rows): self._seconds[rows] for rows in self._sizes},
+            "upper_ratio": self._upper_ratio,
+            "batches_in_ratio": len(self._ratios),
+        }
+
     def largest_batch_within(self, seconds: float, min_rows: int, max_rows: int) -> int:
         """The most rows in ``[min_rows, max_rows]`` whose upper estimate fits ``seconds``.
 

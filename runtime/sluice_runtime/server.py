@@ -12,7 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from sluice_runtime.admin import AdminServer
 from sluice_runtime.adminauth import AdminAuth
 from sluice_runtime.batcher import BatchedModel
-from sluice_runtime.cpu import cpu_allocation, executors_for
+from sluice_runtime.cpu import cgroup_cpu_usage, cpu_allocation, executors_for, read_own_cgroup
 from sluice_runtime.errors import InferenceError, StartupError
 from sluice_runtime.executors import ExecutorPool
 from sluice_runtime.metrics import RuntimeMetrics
@@ -36,7 +36,11 @@ class RuntimeServer:
 
     def __init__(self, settings: RuntimeSettings) -> None:
         self.settings = settings
-        self.metrics = RuntimeMetrics()
+        own = read_own_cgroup()
+        self.metrics = RuntimeMetrics(
+            slo_s=settings.batching.default_slo_ms / 1000,
+            cpu_usage=lambda: cgroup_cpu_usage(own),
+        )
         self.state = ServerState()
         self.servables: dict[str, Servable] = {}
         self.batchers: dict[str, BatchedModel] = {}
@@ -44,13 +48,19 @@ class RuntimeServer:
         self._request_log = RequestLog(settings.request_log)
         self._health = health.aio.HealthServicer()
         self._stop = asyncio.Event()
-        self._pool = ExecutorPool(settings.executors or executors_for(self._read_cpu()))
+        cores = self._read_cpu()
+        self._pool = ExecutorPool(settings.executors or executors_for(cores))
         # Read from the pool at scrape time: nothing on the batch path keeps them current.
         self.metrics.executors.set_function(lambda: self._pool.limit)
         self.metrics.executors_busy.set_function(lambda: self._pool.busy)
 
+    def _parallelism(self) -> dict[str, object]:
+        return {"executors": self._pool.limit, "executors_busy": self._pool.busy,
+                "cpu_allocation_cores": self._cores}
+
     def _read_cpu(self) -> float:
         cores = cpu_allocation(self.settings.cgroup_root)
+        self._cores = cores
         self.metrics.cpu_allocation.set(cores)
         return cores
 
@@ -70,7 +80,7 @@ class RuntimeServer:
         try:
             admin = AdminServer(
                 self.settings.host, self.settings.metrics_port, self.metrics, self.batchers,
-                loop, auth,
+                loop, auth, self._parallelism,
             )
         except OSError as exc:
             await server.stop(grace=None)

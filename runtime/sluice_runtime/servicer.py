@@ -163,6 +163,8 @@ class InferenceServicer(GRPCInferenceServiceServicer):
             outputs = await servable.infer(inference)
             response = encode_response(servable.name, request.id, outputs)
             code = grpc.StatusCode.OK
+            if time.monotonic() > deadline:
+                self._metrics.late.labels(label).inc()
             return response
         except InferenceError as exc:
             code = exc.code

@@ -7,15 +7,21 @@ of this machine checks the whole path end to end (as root, which CI is).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
-from sluice_runtime.cpu import OwnCgroup, cgroup_cores, cpu_allocation, own_cgroup
+from sluice_runtime.cpu import (
+    CpuUsage,
+    OwnCgroup,
+    cgroup_cores,
+    cgroup_cpu_usage,
+    cpu_allocation,
+    own_cgroup,
+)
 
+from tests.runtime.cgroups import in_cgroup
 from tests.runtime.harness import Runtime
 
 V2_MOUNTINFO = "29 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n"
@@ -83,55 +89,6 @@ def test_the_tightest_limit_over_ancestors_and_hierarchies_binds(tmp_path):
     assert cgroup_cores(OwnCgroup()) is None
 
 
-CPU_V1 = Path("/sys/fs/cgroup/cpu")
-CPU_V2 = Path("/sys/fs/cgroup")
-
-
-def writable_cpu_hierarchy() -> tuple[Path, str] | None:
-    """Where this machine lets us make a CPU cgroup, and the file that limits it."""
-    if (CPU_V1 / "cpu.cfs_quota_us").exists() and os.access(CPU_V1, os.W_OK):
-        return CPU_V1, "v1"
-    controllers = CPU_V2 / "cgroup.controllers"
-    if controllers.exists() and "cpu" in controllers.read_text().split() and os.access(
-            CPU_V2, os.W_OK):
-        return CPU_V2, "v2"
-    return None
-
-
-@pytest.fixture
-def child_cgroups():
-    """A parent cgroup limited to 0.5 core and an unlimited child inside it (removed after)."""
-    found = writable_cpu_hierarchy()
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI runs as root on a machine with a writable CPU cgroup")
-        pytest.skip("needs a writable CPU cgroup (run as root)")
-    hierarchy, version = found
-    parent = hierarchy / f"sluice-test-{uuid.uuid4().hex[:8]}"
-    child = parent / "stage"
-    parent.mkdir()
-    try:
-        if version == "v1":
-            (parent / "cpu.cfs_period_us").write_text("100000")
-            (parent / "cpu.cfs_quota_us").write_text("50000")
-        else:
-            (parent / "cgroup.subtree_control").write_text("+cpu")
-            (parent / "cpu.max").write_text("50000 100000")
-        child.mkdir()
-        yield child
-    finally:
-        for folder in (child, parent):
-            if folder.exists():
-                for pid in (folder / "cgroup.procs").read_text().split():
-                    (hierarchy / "cgroup.procs").write_text(pid)
-                folder.rmdir()
-
-
-def in_cgroup(cgroup: Path, argv: list[str]) -> list[str]:
-    """``argv`` started inside ``cgroup`` (the shell joins it, then execs)."""
-    return ["sh", "-c", f'echo $$ > "{cgroup}/cgroup.procs" && exec "$@"', "sh", *argv]
-
-
 def test_a_process_in_a_child_cgroup_sees_its_ancestors_limit(child_cgroups):
     probe = [sys.executable, "-c",
              "from sluice_runtime.cpu import cpu_allocation; print(cpu_allocation())"]
@@ -152,3 +109,21 @@ def test_the_runtime_in_a_child_cgroup_runs_one_executor_for_half_a_core(
         assert runtime.metric("sluice_executors") == 1
     finally:
         runtime.stop()
+
+
+def test_cpu_accounting_reads_use_here_and_throttling_where_the_quota_binds(tmp_path):
+    root = write(tmp_path / "v2", {"cpu.stat": "usage_usec 900000000\n"})
+    parent = write(root / "pipeline", {
+        "cpu.max": "50000 100000\n",
+        "cpu.stat": "usage_usec 9000000\nnr_periods 40\nnr_throttled 7\nthrottled_usec 350000\n"})
+    own = write(parent / "stage", {"cpu.max": "max 100000\n",
+                                   "cpu.stat": "usage_usec 2500000\nnr_periods 0\n"})
+    usage = cgroup_cpu_usage(OwnCgroup(v2=(own, parent, root)))
+    assert (usage.usage_s, usage.periods, usage.throttled_periods) == (2.5, 40, 7)
+    assert usage.throttled_s == pytest.approx(0.35)
+    throttled = "nr_periods 10\nnr_throttled 4\nthrottled_time 2000000000\n"
+    cpu = write(tmp_path / "cpu" / "stage", {**v1_quota(25000), "cpu.stat": throttled})
+    acct = write(tmp_path / "cpuacct" / "stage", {"cpuacct.usage": "1500000000\n"})
+    usage = cgroup_cpu_usage(OwnCgroup(v1_cpu=(cpu,), v1_cpuacct=(acct,)))
+    assert usage == CpuUsage(1.5, 10, 4, 2.0)
+    assert cgroup_cpu_usage(OwnCgroup()) == CpuUsage()

@@ -6,7 +6,8 @@ Decoding validates everything that can be checked without the model's signature
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import struct
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -78,6 +79,8 @@ def _decode_contents(
             f"not {', '.join(wrong)}"
         )
     values = getattr(contents, datatype.contents_field)
+    if datatype.is_bytes:
+        return _bytes_array(name, list(values), count)
     if len(values) != count:
         raise InvalidInput(
             f"input '{name}': {datatype.contents_field} holds {len(values)} values, "
@@ -92,7 +95,60 @@ def _decode_contents(
         ) from None
 
 
+def _bytes_array(name: str, elements: list[bytes], count: int) -> np.ndarray:
+    """BYTES elements as an object array, checked for count and for UTF-8 (ONNX strings)."""
+    if len(elements) != count:
+        plural = "" if len(elements) == 1 else "s"
+        raise InvalidInput(
+            f"input '{name}': BYTES contents hold {len(elements)} element{plural}, "
+            f"the shape needs {count}"
+        )
+    for index, element in enumerate(elements):
+        try:
+            element.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInput(
+                f"input '{name}': BYTES element {index} is not UTF-8 text"
+            ) from None
+    array = np.empty(count, dtype=np.object_)
+    array[:] = elements
+    return array
+
+
+def _split_length_prefixed(name: str, raw: bytes) -> list[bytes]:
+    """Raw BYTES contents: each element a 4-byte little-endian length, then its bytes."""
+    elements: list[bytes] = []
+    offset = 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise InvalidInput(
+                f"input '{name}': BYTES element {len(elements)}'s length runs past the end "
+                "of its raw contents"
+            )
+        (length,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + length > len(raw):
+            raise InvalidInput(
+                f"input '{name}': BYTES element {len(elements)} ({length} bytes) runs past "
+                "the end of its raw contents"
+            )
+        elements.append(bytes(raw[offset:offset + length]))
+        offset += length
+    return elements
+
+
+def _join_length_prefixed(elements: Iterable[Any]) -> bytes:
+    """Encode BYTES elements (bytes, or text as ONNX returns it) as raw contents."""
+    parts = []
+    for element in elements:
+        data = element.encode("utf-8") if isinstance(element, str) else bytes(element)
+        parts.append(struct.pack("<I", len(data)) + data)
+    return b"".join(parts)
+
+
 def _decode_raw(name: str, datatype: Datatype, raw: bytes, count: int) -> np.ndarray:
+    if datatype.is_bytes:
+        return _bytes_array(name, _split_length_prefixed(name, raw), count)
     expected = count * datatype.dtype.itemsize
     if len(raw) != expected:
         raise InvalidInput(
@@ -147,9 +203,13 @@ def requested_outputs(request: pb.ModelInferRequest) -> tuple[str, ...]:
 
 def _append_raw(tensors: Any, raw: Any, name: str, array: np.ndarray) -> None:
     """Add a tensor's metadata to ``tensors`` and its bytes to the parallel ``raw`` list."""
-    tensor = tensors.add(name=name, datatype=from_numpy(array.dtype).name)
+    datatype = from_numpy(array.dtype)
+    tensor = tensors.add(name=name, datatype=datatype.name)
     tensor.shape.extend(array.shape)
-    raw.append(np.ascontiguousarray(array).tobytes())
+    if datatype.is_bytes:
+        raw.append(_join_length_prefixed(array.ravel()))
+    else:
+        raw.append(np.ascontiguousarray(array).tobytes())
 
 
 def encode_response(

@@ -15,6 +15,11 @@ class Datatype:
     dtype: np.dtype
     contents_field: str | None  # None: only raw contents can carry it (FP16 has no field)
 
+    @property
+    def is_bytes(self) -> bool:
+        """Variable-length elements (numpy objects), length-prefixed in raw contents."""
+        return self.name == "BYTES"
+
 
 _TABLE = [
     Datatype("BOOL", np.dtype(np.bool_), "bool_contents"),
@@ -29,6 +34,8 @@ _TABLE = [
     Datatype("FP16", np.dtype(np.float16), None),
     Datatype("FP32", np.dtype(np.float32), "fp32_contents"),
     Datatype("FP64", np.dtype(np.float64), "fp64_contents"),
+    # Strings, as bytes objects in numpy object arrays (UTF-8 text for ONNX's string type).
+    Datatype("BYTES", np.dtype(np.object_), "bytes_contents"),
 ]
 
 BY_NAME: dict[str, Datatype] = {d.name: d for d in _TABLE}
@@ -48,6 +55,7 @@ _ONNX_ELEMENT = {
     "float16": "FP16",
     "float": "FP32",
     "double": "FP64",
+    "string": "BYTES",
 }
 
 

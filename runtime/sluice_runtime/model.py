@@ -14,6 +14,17 @@ from sluice_runtime.signature import DYNAMIC, ModelSignature, TensorSpec
 log = logging.getLogger(__name__)
 
 
+def _as_text(array: np.ndarray) -> np.ndarray:
+    text = [e.decode("utf-8") if isinstance(e, bytes) else e for e in array.ravel()]
+    return np.array(text, dtype=np.object_).reshape(array.shape)
+
+
+def _as_bytes(array: np.ndarray) -> np.ndarray:
+    data = np.empty(array.size, dtype=np.object_)
+    data[:] = [e.encode("utf-8") if isinstance(e, str) else e for e in array.ravel()]
+    return data.reshape(array.shape)
+
+
 def _spec(node: ort.NodeArg) -> TensorSpec:
     shape = tuple(d if isinstance(d, int) and d >= 0 else DYNAMIC for d in node.shape)
     return TensorSpec(node.name, from_onnx_type(node.type), shape)
@@ -47,9 +58,17 @@ class OnnxModel:
         self._output_names = [t.name for t in self.signature.outputs]
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Compute every output for a (batched) input dict. Blocking; call from a thread."""
-        outputs = self._session.run(self._output_names, inputs)
-        return dict(zip(self._output_names, outputs, strict=True))
+        """Compute every output for a (batched) input dict. Blocking; call from a thread.
+
+        String tensors travel as UTF-8 bytes everywhere else in the runtime; onnxruntime
+        wants ``str`` (it reads a ``bytes`` element as its repr), so they are converted at
+        this edge, both ways.
+        """
+        feed = {name: _as_text(array) if array.dtype == np.object_ else array
+                for name, array in inputs.items()}
+        outputs = self._session.run(self._output_names, feed)
+        return {name: _as_bytes(array) if array.dtype == np.object_ else array
+                for name, array in zip(self._output_names, outputs, strict=True)}
 
     def example_inputs(self, rows: int) -> dict[str, np.ndarray]:
         """Zero inputs of ``rows`` rows (free dimensions other than the batch axis set to 1)."""
@@ -58,5 +77,8 @@ class OnnxModel:
             shape = [1 if d == DYNAMIC else d for d in spec.shape]
             if self.signature.batchable:
                 shape[0] = rows
-            arrays[spec.name] = np.zeros(shape, dtype=spec.datatype.dtype)
+            if spec.datatype.is_bytes:
+                arrays[spec.name] = np.full(shape, b"", dtype=np.object_)
+            else:
+                arrays[spec.name] = np.zeros(shape, dtype=spec.datatype.dtype)
         return arrays

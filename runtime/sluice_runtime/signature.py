@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sluice_runtime.datatypes import Datatype
+from sluice_runtime.datatypes import Datatype, from_numpy
 from sluice_runtime.errors import InvalidInput
 
 DYNAMIC = -1
@@ -23,7 +23,10 @@ class TensorSpec:
     def check(self, array: np.ndarray) -> None:
         """Raise :class:`InvalidInput` naming this tensor if ``array`` does not fit it."""
         if array.dtype != self.datatype.dtype:
-            found = array.dtype.name
+            try:
+                found = from_numpy(array.dtype).name
+            except ValueError:
+                found = array.dtype.name
             raise InvalidInput(
                 f"input '{self.name}': datatype {found} does not match the model's "
                 f"{self.datatype.name}"

@@ -23,6 +23,7 @@ def test_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     models.passthrough(out / "typed.onnx", tuple(t for t in models.DATATYPES if t != "FP16"))
     models.slow(out / "slow.onnx")
     models.spinner(out / "spinner.onnx")
+    models.labels(out / "labels.onnx")
     models.row_sum(out / "row_sum.onnx")
     models.reshaper(out / "reshaper.onnx")
     return out

@@ -145,3 +145,33 @@ def spinner(path: Path, width: int = 64) -> Path:
         [numpy_helper.from_array(weight, "w")],
     )
     return _save(graph, path)
+
+
+def labels(path: Path) -> Path:
+    """String in, string out: ``text[N]`` -> ``intent_id[N]`` (INT64) and ``label[N]``.
+
+    Two ai.onnx.ml LabelEncoders: the shape of an NLP stage whose vocabulary lookup is in
+    the graph and whose answer is a label.
+    """
+    to_id = helper.make_node(
+        "LabelEncoder", ["text"], ["intent_id"], domain="ai.onnx.ml",
+        keys_strings=["hello", "bye", "thanks", "grüß gott"], values_int64s=[1, 2, 3, 1],
+        default_int64=0,
+    )
+    to_label = helper.make_node(
+        "LabelEncoder", ["intent_id"], ["label"], domain="ai.onnx.ml",
+        keys_int64s=[0, 1, 2, 3], values_strings=["unknown", "greeting", "farewell", "thanks"],
+        default_string="unknown",
+    )
+    graph = helper.make_graph(
+        [to_id, to_label], "labels",
+        [helper.make_tensor_value_info("text", TensorProto.STRING, ["N"])],
+        [helper.make_tensor_value_info("intent_id", TensorProto.INT64, ["N"]),
+         helper.make_tensor_value_info("label", TensorProto.STRING, ["N"])],
+    )
+    model = helper.make_model(graph, opset_imports=[
+        helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 2)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path

@@ -2,7 +2,9 @@
 
 ``GET /metrics`` (open to all); ``GET /v1/batching``; ``PUT /v1/batching/<model>`` with a
 JSON object of any of ``max_batch_size``, ``max_delay_ms``, ``default_slo_ms``;
-``GET /v1/profile``, the learned latency per batch size and the parallelism. Everything
+``GET /v1/profile``, the learned latency per batch size and the parallelism;
+``GET /v1/stages`` and ``PUT /v1/stages/<stage>/replicas`` with ``{"replicas": [...]}``,
+the replicas a remote stage is served by. Everything
 under ``/v1/`` goes through :class:`~sluice_runtime.adminauth.AdminAuth`.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
@@ -22,12 +25,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sluice_runtime.adminauth import AdminAuth
 from sluice_runtime.batcher import BatchedModel
 from sluice_runtime.metrics import RuntimeMetrics
+from sluice_runtime.remote import RemoteModel
 from sluice_runtime.settings import BatchingConfig
 
 log = logging.getLogger(__name__)
 
 _BATCHING_PATH = "/v1/batching"
 _PROFILE_PATH = "/v1/profile"
+_STAGES_PATH = "/v1/stages"
+_REPLICAS_PATH = re.compile(r"^/v1/stages/([^/]+)/replicas$")
 _MAX_BODY_BYTES = 64 * 1024
 
 
@@ -43,10 +49,12 @@ class AdminServer:
         loop: asyncio.AbstractEventLoop,
         auth: AdminAuth,
         parallelism: Callable[[], dict[str, Any]],
+        remotes: Mapping[str, RemoteModel],
     ) -> None:
         self._metrics = metrics
         self._auth = auth
         self._parallelism = parallelism
+        self._remotes = remotes
         self._batchers = batchers
         self._loop = loop
         self._http = ThreadingHTTPServer((host, port), self._handler_class())
@@ -95,6 +103,32 @@ class AdminServer:
     async def _apply(batcher: BatchedModel, config: BatchingConfig) -> None:
         batcher.reconfigure(config)
 
+    def stages(self) -> dict[str, Any]:
+        """Every remote stage's replicas."""
+        return {name: remote.replicas() for name, remote in self._remotes.items()}
+
+    def set_replicas(self, stage: str, body: Any) -> tuple[HTTPStatus, Any]:
+        """Validate a new replica set and hand it to the stage on the event loop."""
+        remote = self._remotes.get(stage)
+        if remote is None:
+            return HTTPStatus.NOT_FOUND, {"error": f"no remote stage '{stage}'"}
+        replicas = body.get("replicas") if isinstance(body, dict) else None
+        if (not isinstance(replicas, list) or not replicas
+                or not all(isinstance(r, str) and ":" in r for r in replicas)
+                or len(set(replicas)) != len(replicas)):
+            return HTTPStatus.BAD_REQUEST, {
+                "error": "body must be {\"replicas\": [\"HOST:PORT\", ...]}: at least one, "
+                         "all distinct"}
+        asyncio.run_coroutine_threadsafe(
+            self._replace(remote, replicas), self._loop).result(5)
+        log.info("stage %s replicas now %s", stage, replicas)
+        # Accepted: new replicas join once ready, removed ones once drained.
+        return HTTPStatus.ACCEPTED, {"replicas": remote.replicas()}
+
+    @staticmethod
+    async def _replace(remote: RemoteModel, replicas: list[str]) -> None:
+        remote.set_replicas(replicas)
+
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         admin = self
 
@@ -138,14 +172,17 @@ class AdminServer:
                     self._json(HTTPStatus.OK, admin.batching())
                 elif self.path == _PROFILE_PATH:
                     self._json(HTTPStatus.OK, admin.profile())
+                elif self.path == _STAGES_PATH:
+                    self._json(HTTPStatus.OK, admin.stages())
                 else:
                     self._json(HTTPStatus.NOT_FOUND, {"error": f"no resource {self.path}"})
 
             def do_PUT(self) -> None:
-                prefix = _BATCHING_PATH + "/"
                 if not self._allowed():
                     return
-                if not self.path.startswith(prefix):
+                batching = _BATCHING_PATH + "/"
+                stage = _REPLICAS_PATH.match(self.path)
+                if not self.path.startswith(batching) and stage is None:
                     self._json(HTTPStatus.NOT_FOUND, {"error": f"no resource {self.path}"})
                     return
                 length = int(self.headers.get("Content-Length") or 0)
@@ -153,13 +190,16 @@ class AdminServer:
                     self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "body too large"})
                     return
                 try:
-                    changes = json.loads(self.rfile.read(length) or b"null")
+                    body = json.loads(self.rfile.read(length) or b"null")
                 except json.JSONDecodeError as exc:
                     self._json(HTTPStatus.BAD_REQUEST, {"error": f"invalid JSON: {exc}"})
                     return
-                if not isinstance(changes, dict):
+                if not isinstance(body, dict):
                     self._json(HTTPStatus.BAD_REQUEST, {"error": "body must be a JSON object"})
                     return
-                self._json(*admin.reconfigure(self.path[len(prefix):], changes))
+                if stage is not None:
+                    self._json(*admin.set_replicas(stage.group(1), body))
+                else:
+                    self._json(*admin.reconfigure(self.path[len(batching):], body))
 
         return Handler

@@ -26,6 +26,19 @@ def _pairs(values: Sequence[str], flag: str) -> dict[str, str]:
     return pairs
 
 
+def _replica_sets(remotes: dict[str, str]) -> dict[str, tuple[str, ...]]:
+    sets = {}
+    for stage, addresses in remotes.items():
+        replicas = tuple(a.strip() for a in addresses.split(","))
+        if not all(replicas) or len(set(replicas)) != len(replicas):
+            raise StartupError(
+                f"--remote {stage}={addresses}: give distinct HOST:PORT addresses, "
+                "comma-separated"
+            )
+        sets[stage] = replicas
+    return sets
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface (documented in the README)."""
     parser = argparse.ArgumentParser(prog="sluice-runtime", description=__doc__)
@@ -50,8 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--pipeline", type=Path, metavar="FILE",
         help="an InferencePipeline manifest: serve each stage, and the pipeline as a model "
              "named after it that runs the stages in order")
-    add("--remote", action="append", default=[], metavar="STAGE=HOST:PORT",
-        help="serve a pipeline stage by calling another runtime (repeatable)")
+    add("--remote", action="append", default=[], metavar="STAGE=HOST:PORT[,HOST:PORT...]",
+        help="serve a pipeline stage by calling other runtimes, its replicas, balanced by "
+             "fewest outstanding requests (repeatable; PUT /v1/stages/STAGE/replicas "
+             "changes them while serving)")
     add("--host", default=defaults.host, help="address to listen on (default %(default)s)")
     add("--port", type=int, default=defaults.port, help="gRPC port (default %(default)s)")
     add("--metrics-port", type=int, default=defaults.metrics_port,
@@ -107,7 +122,7 @@ def settings_from_args(args: argparse.Namespace) -> RuntimeSettings:
     return RuntimeSettings(
         models=tuple(ModelSource(n, uri, digests.get(n)) for n, uri in models.items()),
         pipeline_file=args.pipeline,
-        remotes=_pairs(args.remote, "--remote"),
+        remotes=_replica_sets(_pairs(args.remote, "--remote")),
         host=args.host,
         port=args.port,
         metrics_port=args.metrics_port,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 
 import grpc
 import numpy as np
@@ -42,19 +43,62 @@ def signature_from_metadata(metadata: pb.ModelMetadataResponse) -> ModelSignatur
     return ModelSignature(specs(metadata.inputs), specs(metadata.outputs))
 
 
+# How often replicas that are not ready are asked again.
+PROBE_INTERVAL_S = 0.5
+
+
+class Replica:
+    """One runtime serving a stage, and what the router knows of it."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.channel = grpc.aio.insecure_channel(target, options=GRPC_MESSAGE_OPTIONS)
+        self.stub = GRPCInferenceServiceStub(self.channel)
+        self.outstanding = 0
+        self.ready = False
+        self.removed = False  # draining: no new requests, closed once outstanding is 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    async def probe(self, model: str) -> tuple[pb.ModelMetadataResponse | None, str]:
+        """The model's metadata if the replica serves it and is ready, and why not if not."""
+        try:
+            metadata = await self.stub.ModelMetadata(
+                pb.ModelMetadataRequest(name=model), timeout=5)
+            ready = await self.stub.ModelReady(pb.ModelReadyRequest(name=model), timeout=5)
+        except grpc.aio.AioRpcError as exc:
+            return None, f"unreachable: {exc.details()}"
+        return (metadata, "") if ready.ready else (None, "answers but is not ready")
+
+    def status(self) -> dict[str, object]:
+        """JSON-ready state, as ``GET /v1/stages`` shows it."""
+        return {"address": self.target, "ready": self.ready, "outstanding": self.outstanding,
+                "draining": self.removed}
+
+
 class RemoteModel:
-    """Forwards requests to ``target`` with the remaining budget as both the gRPC deadline
-    and the ``sluice-budget-ms`` parameter, so the remote queue orders by the true deadline.
+    """A stage served by one or more other runtimes (its replicas), called over the Open
+    Inference Protocol with the remaining budget as both the gRPC deadline and the
+    ``sluice-budget-ms`` parameter, so each replica's queue orders by the true deadline.
+
+    Each request goes to the ready replica with the fewest outstanding requests. Replicas
+    can be added and removed while serving (:meth:`set_replicas`): a new one takes requests
+    once it answers ready with the stage's signature; a removed one takes no new requests
+    and is closed once those it has are answered, so none is lost. A replica that answers
+    UNAVAILABLE (draining, restarting) is skipped until it answers ready again, and the
+    request is tried once on another replica, since UNAVAILABLE comes before any compute.
     """
 
     platform = "sluice_remote"
 
-    def __init__(self, name: str, target: str, default_slo_ms: float) -> None:
+    def __init__(self, name: str, targets: Sequence[str], default_slo_ms: float) -> None:
+        if not targets:
+            raise ValueError(f"stage '{name}' needs at least one address")
         self.name = name
-        self.target = target
         self._default_slo_ms = default_slo_ms
-        self._channel = grpc.aio.insecure_channel(target, options=GRPC_MESSAGE_OPTIONS)
-        self._stub = GRPCInferenceServiceStub(self._channel)
+        self._replicas: dict[str, Replica] = {t: Replica(t) for t in targets}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._watcher: asyncio.Task[None] | None = None
         self.signature = ModelSignature((), ())
         # Seconds per answered call (queueing at the stage included) and per row, EWMA.
         self._seconds_per_row = 0.0
@@ -65,35 +109,95 @@ class RemoteModel:
         """Deadline given to requests that carry none."""
         return self._default_slo_ms
 
+    @property
+    def target(self) -> str:
+        """The replicas' addresses, comma-separated (for messages)."""
+        return ",".join(self._replicas)
+
     async def connect(self, timeout_s: float) -> None:
-        """Wait until the remote model answers its metadata and is ready, then adopt its
-        signature; give up after ``timeout_s`` whether it is unreachable or never ready.
-        """
+        """Wait until every replica answers ready with the same signature, then adopt it;
+        give up after ``timeout_s`` whether one is unreachable or never ready."""
+        for replica in self._replicas.values():
+            metadata = await self._wait_ready(replica, timeout_s)
+            signature = signature_from_metadata(metadata)
+            if self.signature.inputs or self.signature.outputs:
+                self._check_same(replica, signature)
+            self.signature = signature
+            replica.ready = True
+        self._watcher = asyncio.create_task(self._watch(), name=f"replicas-{self.name}")
+
+    async def _wait_ready(self, replica: Replica, timeout_s: float) -> pb.ModelMetadataResponse:
         give_up = time.monotonic() + timeout_s
         delay = 0.1
         while True:
-            try:
-                metadata = await self._stub.ModelMetadata(
-                    pb.ModelMetadataRequest(name=self.name), timeout=5
-                )
-                ready = await self._stub.ModelReady(
-                    pb.ModelReadyRequest(name=self.name), timeout=5
-                )
-                if ready.ready:
-                    self.signature = signature_from_metadata(metadata)
-                    return
-                problem = "answers but is not ready"
-            except grpc.aio.AioRpcError as exc:
-                problem = f"unreachable: {exc.details()}"
-                log.info("waiting for stage %s at %s: %s", self.name, self.target, exc.code())
+            metadata, problem = await replica.probe(self.name)
+            if metadata is not None:
+                return metadata
+            log.info("waiting for stage %s at %s: %s", self.name, replica.target, problem)
             if time.monotonic() > give_up:
                 raise InferenceError(
-                    f"stage '{self.name}' at {self.target} {problem} "
+                    f"stage '{self.name}' at {replica.target} {problem} "
                     f"(gave up after {timeout_s:g} s)",
                     grpc.StatusCode.UNAVAILABLE,
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+    def _check_same(self, replica: Replica, signature: ModelSignature) -> None:
+        if signature != self.signature:
+            raise InferenceError(
+                f"stage '{self.name}' at {replica.target} serves a different signature than "
+                f"its other replicas", grpc.StatusCode.FAILED_PRECONDITION,
+            )
+
+    async def _watch(self) -> None:
+        """Bring replicas that are not ready (new, or back from UNAVAILABLE) into service."""
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL_S)
+            for replica in list(self._replicas.values()):
+                if replica.ready or replica.removed:
+                    continue
+                metadata, _ = await replica.probe(self.name)
+                if metadata is None:
+                    continue
+                try:
+                    self._check_same(replica, signature_from_metadata(metadata))
+                except InferenceError as exc:
+                    log.error("%s; not sending it requests", exc.message)
+                    continue
+                replica.ready = True
+                log.info("stage %s: replica %s is ready", self.name, replica.target)
+
+    def set_replicas(self, targets: Sequence[str]) -> None:
+        """Serve the stage from ``targets`` from now on: new replicas join once ready,
+        removed ones drain and close."""
+        for target in targets:
+            if target not in self._replicas:
+                self._replicas[target] = Replica(target)  # the watcher brings it in
+        for target, replica in list(self._replicas.items()):
+            if target not in targets and not replica.removed:
+                replica.removed = True
+                task = asyncio.create_task(self._retire(replica))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _retire(self, replica: Replica) -> None:
+        await replica.idle.wait()
+        del self._replicas[replica.target]
+        await replica.channel.close()
+        log.info("stage %s: replica %s drained and removed", self.name, replica.target)
+
+    def replicas(self) -> list[dict[str, object]]:
+        """Every replica's state."""
+        return [r.status() for r in self._replicas.values()]
+
+    def _pick(self, avoid: Replica | None = None) -> Replica:
+        candidates = [r for r in self._replicas.values()
+                      if r.ready and not r.removed and r is not avoid]
+        if not candidates:
+            raise InferenceError(f"stage '{self.name}': no replica is ready",
+                                 grpc.StatusCode.UNAVAILABLE)
+        return min(candidates, key=lambda r: r.outstanding)
 
     def predicted_latency_s(self, now: float, rows: int) -> float:
         """Recent answered calls' latency scaled to ``rows``.
@@ -106,21 +210,22 @@ class RemoteModel:
         return self._seconds_per_row * rows if self._in_flight else 0.0
 
     async def infer(self, request: InferenceRequest) -> dict[str, np.ndarray]:
-        """Run the request on the remote runtime within the request's deadline."""
+        """Run the request on a replica within the request's deadline."""
         started = time.monotonic()
-        remaining_s = request.deadline - started
-        if remaining_s <= 0:
-            raise DeadlineUnmeetable(f"stage '{self.name}': no budget left to call it")
-        message = encode_request(
-            self.name, request.inputs, request.requested_outputs,
-            budget_ms=remaining_s * 1000, request_id=request.id,
-        )
+        replica = self._pick()
         self._in_flight += 1
         try:
-            response = await self._stub.ModelInfer(message, timeout=remaining_s)
+            try:
+                response = await self._call(replica, request)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                replica.ready = False  # draining or gone: the watcher asks again
+                replica = self._pick(avoid=replica)
+                response = await self._call(replica, request)
         except grpc.aio.AioRpcError as exc:
             raise InferenceError(
-                f"stage '{self.name}' at {self.target}: {exc.details()}", exc.code()
+                f"stage '{self.name}' at {replica.target}: {exc.details()}", exc.code()
             ) from None
         finally:
             self._in_flight -= 1
@@ -128,6 +233,27 @@ class RemoteModel:
         self._seconds_per_row += EWMA_WEIGHT * (per_row_s - self._seconds_per_row)
         return decode_response(response)
 
+    async def _call(self, replica: Replica, request: InferenceRequest) -> pb.ModelInferResponse:
+        remaining_s = request.deadline - time.monotonic()
+        if remaining_s <= 0:
+            raise DeadlineUnmeetable(f"stage '{self.name}': no budget left to call it")
+        message = encode_request(
+            self.name, request.inputs, request.requested_outputs,
+            budget_ms=remaining_s * 1000, request_id=request.id,
+        )
+        replica.outstanding += 1
+        replica.idle.clear()
+        try:
+            return await replica.stub.ModelInfer(message, timeout=remaining_s)
+        finally:
+            replica.outstanding -= 1
+            if not replica.outstanding:
+                replica.idle.set()
+
     async def close(self) -> None:
-        """Close the channel."""
-        await self._channel.close()
+        """Stop watching and close every channel."""
+        tasks = [*self._tasks, *([self._watcher] if self._watcher else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(r.channel.close() for r in self._replicas.values()))

@@ -44,7 +44,7 @@ class RuntimeServer:
         self.state = ServerState()
         self.servables: dict[str, Servable] = {}
         self.batchers: dict[str, BatchedModel] = {}
-        self._remotes: list[RemoteModel] = []
+        self.remotes: dict[str, RemoteModel] = {}
         self._request_log = RequestLog(settings.request_log)
         self._health = health.aio.HealthServicer()
         self._stop = asyncio.Event()
@@ -80,7 +80,7 @@ class RuntimeServer:
         try:
             admin = AdminServer(
                 self.settings.host, self.settings.metrics_port, self.metrics, self.batchers,
-                loop, auth, self._parallelism,
+                loop, auth, self._parallelism, self.remotes,
             )
         except OSError as exc:
             await server.stop(grace=None)
@@ -119,7 +119,7 @@ class RuntimeServer:
             if watcher is not None:
                 watcher.cancel()
             await asyncio.gather(*(b.stop() for b in self.batchers.values()))
-            await asyncio.gather(*(r.close() for r in self._remotes))
+            await asyncio.gather(*(r.close() for r in self.remotes.values()))
             await server.stop(grace=1.0)
             admin.stop()
             self._pool.shutdown()
@@ -180,7 +180,7 @@ class RuntimeServer:
             if stage.name in settings.remotes:
                 remote = RemoteModel(stage.name, settings.remotes[stage.name],
                                      settings.batching.default_slo_ms)
-                self._remotes.append(remote)
+                self.remotes[stage.name] = remote
                 await remote.connect(settings.remote_connect_timeout_s)
                 stages.append(remote)
             else:

@@ -65,7 +65,7 @@ class RuntimeSettings:
 
     models: tuple[ModelSource, ...] = ()
     pipeline_file: Path | None = None
-    remotes: dict[str, str] = field(default_factory=dict)  # stage -> host:port
+    remotes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # stage -> replicas
     host: str = "127.0.0.1"
     port: int = 8001
     metrics_port: int = 8002

@@ -47,6 +47,15 @@ def operator(control_plane: ControlPlane, chart_rbac: str,
 
 
 @pytest.fixture
-def cluster(control_plane: ControlPlane, operator: OperatorProcess, namespace: str) -> Cluster:
-    """kubectl helpers bound to this test's namespace, with the operator running."""
-    return Cluster(control_plane, operator, namespace)
+def cluster(control_plane: ControlPlane, operator: OperatorProcess,
+            namespace: str) -> Iterator[Cluster]:
+    """kubectl helpers bound to this test's namespace, with the operator running.
+
+    The namespace is deleted, and the deletion waited for, before the next test: the
+    operator is shared, and would otherwise still be reconciling this namespace's
+    terminating children (retrying writes the API server refuses there) while the next
+    test waits for it.
+    """
+    yield Cluster(control_plane, operator, namespace)
+    control_plane.kubectl("delete", "namespace", namespace, "--wait=true", "--timeout=120s",
+                          check=False)

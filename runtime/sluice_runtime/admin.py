@@ -136,15 +136,19 @@ class AdminServer:
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("admin: " + format, *args)
 
-            def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+            def _send(self, status: HTTPStatus, body: bytes, content_type: str,
+                      headers: Mapping[str, str] | None = None) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
 
-            def _json(self, status: HTTPStatus, payload: Any) -> None:
-                self._send(status, json.dumps(payload).encode(), "application/json")
+            def _json(self, status: HTTPStatus, payload: Any,
+                      headers: Mapping[str, str] | None = None) -> None:
+                self._send(status, json.dumps(payload).encode(), "application/json", headers)
 
             def _allowed(self) -> bool:
                 """Answer a refused admin request here; True if it may go on."""
@@ -152,14 +156,9 @@ class AdminServer:
                 if refusal is None:
                     return True
                 status, message = refusal
-                body = json.dumps({"error": message}).encode()
-                self.send_response(status)
-                if status == HTTPStatus.UNAUTHORIZED:
-                    self.send_header("WWW-Authenticate", 'Bearer realm="sluice-admin"')
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                challenge = ({"WWW-Authenticate": 'Bearer realm="sluice-admin"'}
+                             if status == HTTPStatus.UNAUTHORIZED else None)
+                self._json(status, {"error": message}, challenge)
                 return False
 
             def do_GET(self) -> None:

@@ -86,9 +86,9 @@ class BatchedModel:
         self._compute = metrics.compute.labels(self.name)
         self._batch_size = metrics.batch_size.labels(self.name)
         self._latency_hist = metrics.model_latency.labels(self.name)
-        for outcome in OUTCOMES.values():  # every outcome exported from the start, at 0
-            metrics.model_requests.labels(self.name, outcome)
-        metrics.model_requests.labels(self.name, "late")
+        # Children made once, off the request path; every outcome exported from the start.
+        self._outcomes = {outcome: metrics.model_requests.labels(self.name, outcome)
+                          for outcome in (*OUTCOMES.values(), "late")}
         metrics.queue_depth.labels(self.name).set_function(lambda: len(self._queue))
         metrics.arrival_rate.labels(self.name).set_function(self._arrivals.rate)
         self._publish_config()
@@ -159,8 +159,9 @@ class BatchedModel:
     def _max_rows(self) -> int:
         return self._config.max_batch_size if self.signature.batchable else 1
 
-    def predicted_done_s(self, now: float, rows: int) -> float:
-        """Pessimistic seconds from ``now`` until a new request of ``rows`` would be answered.
+    def predicted_latency_s(self, now: float, rows: int) -> float:
+        """Pessimistic seconds from ``now`` until a new request of ``rows`` would be answered
+        (what admission checks, and what a pipeline reserves for this stage).
 
         The mean work running and queued ahead, spread over the executors, then the new
         request's own batch with its deviation allowance. Every queued request counts as
@@ -185,10 +186,6 @@ class BatchedModel:
         own = self._latency.predict_upper(own_rows)
         return (running + ahead) / self._pool.limit + own + DISPATCH_SLACK_S
 
-    def predicted_latency_s(self, now: float, rows: int) -> float:
-        """What a pipeline reserves for this stage when it runs after another one."""
-        return self.predicted_done_s(now, rows)
-
     async def infer(self, request: InferenceRequest) -> dict[str, np.ndarray]:
         """Queue a validated request and wait for its outputs, or refuse it at once."""
         now = time.monotonic()
@@ -199,7 +196,7 @@ class BatchedModel:
                 f"model '{self.name}': {len(self._queue)} requests already queued "
                 f"(max {self._max_queue_size}); retry later or scale out"
             )
-        predicted = self.predicted_done_s(now, request.rows)
+        predicted = self.predicted_latency_s(now, request.rows)
         if now + predicted > request.deadline:
             self._log_request(request, now, now, now, 0, "DEADLINE_EXCEEDED")
             raise DeadlineUnmeetable(
@@ -414,7 +411,7 @@ class BatchedModel:
             if end > request.deadline:
                 outcome = "late"
             self._latency_hist.observe(end - arrival)
-        self._metrics.model_requests.labels(self.name, outcome).inc()
+        self._outcomes[outcome].inc()
         if self._log.enabled:
             self._log.write({
                 "event": "request", "model": self.name, "id": request.id,

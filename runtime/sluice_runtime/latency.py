@@ -13,7 +13,7 @@ EWMA_WEIGHT = 0.2
 # prediction is tight, and a fixed margin is too much on a quiet machine and too little
 # on a busy one. A higher quantile trades refusals for fewer late answers.
 UPPER_QUANTILE = 0.9
-# Batches the quantile is taken over: enough for a 95th percentile, recent enough to
+# Batches the quantile is taken over: enough for a 90th percentile, recent enough to
 # follow a resize or a new neighbour within seconds at ordinary rates.
 RATIO_WINDOW = 100
 
@@ -23,8 +23,8 @@ class LatencyModel:
 
     Sizes never seen are interpolated linearly between observed neighbours, and
     extrapolated beyond the largest one with the slope of the last two (or proportionally
-    to the rows when only one size is known). Alongside the means it keeps one EWMA of the
-    recent ratios of measured to predicted time, pooled over every batch whatever its size
+    to the rows when only one size is known). Alongside the means it keeps the recent
+    ratios of measured to predicted time, pooled over every batch whatever its size
     (noise from neighbours and throttling scales with the work, and a size seen once has
     no spread of its own), so that deadline checks can use a pessimistic estimate
     (:meth:`predict_upper`, a high quantile of those ratios times the mean) while backlog

@@ -102,17 +102,11 @@ class RemoteModel:
         self.signature = ModelSignature((), ())
         # Seconds per answered call (queueing at the stage included) and per row, EWMA.
         self._seconds_per_row = 0.0
-        self._in_flight = 0
 
     @property
     def default_slo_ms(self) -> float:
         """Deadline given to requests that carry none."""
         return self._default_slo_ms
-
-    @property
-    def target(self) -> str:
-        """The replicas' addresses, comma-separated (for messages)."""
-        return ",".join(self._replicas)
 
     async def connect(self, timeout_s: float) -> None:
         """Wait until every replica answers ready with the same signature, then adopt it;
@@ -207,13 +201,13 @@ class RemoteModel:
         With no call in flight it is 0: the estimate only learns from calls, so a stale
         high one must not stop every call for ever.
         """
-        return self._seconds_per_row * rows if self._in_flight else 0.0
+        in_flight = any(r.outstanding for r in self._replicas.values())
+        return self._seconds_per_row * rows if in_flight else 0.0
 
     async def infer(self, request: InferenceRequest) -> dict[str, np.ndarray]:
         """Run the request on a replica within the request's deadline."""
         started = time.monotonic()
         replica = self._pick()
-        self._in_flight += 1
         try:
             try:
                 response = await self._call(replica, request)
@@ -227,8 +221,6 @@ class RemoteModel:
             raise InferenceError(
                 f"stage '{self.name}' at {replica.target}: {exc.details()}", exc.code()
             ) from None
-        finally:
-            self._in_flight -= 1
         per_row_s = (time.monotonic() - started) / max(request.rows, 1)
         self._seconds_per_row += EWMA_WEIGHT * (per_row_s - self._seconds_per_row)
         return decode_response(response)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 
 import numpy as np
@@ -29,6 +30,7 @@ from sluice_runtime.executors import ExecutorPool
 from sluice_runtime.latency import LatencyModel
 from sluice_runtime.metrics import OUTCOMES, RateMeter, RuntimeMetrics
 from sluice_runtime.model import OnnxModel
+from sluice_runtime.parallelism import choose_threads
 from sluice_runtime.requestlog import RequestLog
 from sluice_runtime.servable import select_outputs
 from sluice_runtime.settings import BatchingConfig
@@ -54,6 +56,11 @@ class BatchedModel:
     own predicted time fits the earliest deadline in it; and requests whose deadline can
     no longer be met are refused as soon as that is known, whether or not an executor is
     free.
+
+    Each batch runs with as many intra-op threads as :func:`choose_threads` finds ends the
+    ready work soonest, from latencies measured per thread count: a lone request takes the
+    free cores that make it faster, a queue is served by batches side by side. Admission
+    counts running work in core-seconds, so a wide batch weighs what it occupies.
     """
 
     platform = "onnxruntime_onnx"
@@ -76,16 +83,18 @@ class BatchedModel:
         self._log = request_log
         self._max_queue_size = max_queue_size
         self._queue = EdfQueue()
-        self._latency = LatencyModel()
+        self._latency_by_threads: dict[int, LatencyModel] = {1: LatencyModel()}
         self._wake = asyncio.Event()
         self._arrivals = RateMeter()
-        # Running batches and when each is predicted to end (monotonic seconds).
-        self._running: dict[asyncio.Task[None], float] = {}
+        # Running batches: when each is predicted to end (monotonic seconds), its threads.
+        self._running: dict[asyncio.Task[None], tuple[float, int]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._queue_wait = metrics.queue_wait.labels(self.name)
         self._compute = metrics.compute.labels(self.name)
         self._batch_size = metrics.batch_size.labels(self.name)
         self._latency_hist = metrics.model_latency.labels(self.name)
+        self._batches = metrics.batches
+        self._batches.labels(self.name, "1")
         # Children made once, off the request path; every outcome exported from the start.
         self._outcomes = {outcome: metrics.model_requests.labels(self.name, outcome)
                           for outcome in (*OUTCOMES.values(), "late")}
@@ -110,9 +119,49 @@ class BatchedModel:
         self._wake.set()
 
     def profile(self) -> dict[str, object]:
-        """The latency learned from this model's batches, as ``GET /v1/profile`` shows it."""
-        return {**self._latency.snapshot(), "queued": len(self._queue),
-                "running_batches": len(self._running)}
+        """The latency learned from this model's batches by intra-op thread count, as
+        ``GET /v1/profile`` shows it."""
+        return {
+            "threads": {str(threads): latency.snapshot()
+                        for threads, latency in sorted(self._latency_by_threads.items())
+                        if latency.measured},
+            "threads_available": list(self._model.threads_available),
+            "queued": len(self._queue),
+            "running_batches": len(self._running),
+        }
+
+    async def prepare_threads(self, max_threads: int) -> None:
+        """Make sure batches can run with up to ``max_threads`` intra-op threads (after a
+        resize up); new settings are measured on the next lone batches."""
+        if len(self._model.threads_available) < max_threads:
+            await asyncio.to_thread(self._model.ensure_threads, max_threads)
+
+    def _estimator(self, threads: int) -> LatencyModel:
+        """The latency model of ``threads``, or the one-thread model until it is measured
+        (never faster than one thread: deadline checks stay on the safe side)."""
+        latency = self._latency_by_threads.get(threads)
+        return latency if latency is not None and latency.measured else (
+            self._latency_by_threads[1])
+
+    def _measured(self, threads: int, rows: int) -> float | None:
+        latency = self._latency_by_threads.get(threads)
+        return latency.predict(rows) if latency is not None and latency.measured else None
+
+    def _threads_for(self, free_cores: int, ready_batches: int, rows: int) -> int:
+        usable = min(free_cores, len(self._model.threads_available))
+        return choose_threads(usable, ready_batches, rows, self._measured)
+
+    def _widen(self, ready_batches: int, rows: int) -> int:
+        """Intra-op threads for a batch whose first core the caller holds: the free cores
+        the choice wants are taken now, and the total is returned."""
+        threads = self._threads_for(1 + self._pool.free, ready_batches, rows)
+        return 1 + self._pool.take_free(threads - 1)
+
+    def _ready_batches(self) -> int:
+        """Batches the queue would make now."""
+        if not self.signature.batchable:
+            return len(self._queue)
+        return math.ceil(self._queue.rows / self._max_rows())
 
     def _publish_config(self) -> None:
         for setting, value in self._config.as_dict().items():
@@ -124,20 +173,24 @@ class BatchedModel:
         Zero-filled inputs can be invalid for a data-dependent model: then the model is
         served cold, with a warning, rather than not at all.
         """
+        await self.prepare_threads(self._pool.limit)
         sizes = sorted({1, self._config.max_batch_size if self.signature.batchable else 1})
-        for rows in sizes:
-            inputs = self._model.example_inputs(rows)
-            for _ in range(_WARMUP_RUNS):
-                await self._pool.acquire()
-                try:
-                    _, seconds = await self._pool.run(self._timed_run, inputs)
-                except Exception as exc:
-                    log.warning("model %s: warm-up on zero inputs failed, serving it cold: %s",
-                                self.name, exc)
-                    return
-                finally:
-                    self._pool.release()
-                self._latency.observe(rows, seconds)
+        for wanted in self._model.threads_available[:self._pool.limit]:
+            for rows in sizes:
+                inputs = self._model.example_inputs(rows)
+                for _ in range(_WARMUP_RUNS):
+                    await self._pool.acquire()
+                    threads = 1 + self._pool.take_free(wanted - 1)
+                    try:
+                        _, seconds = await self._pool.run(self._timed_run, inputs, threads)
+                    except Exception as exc:
+                        log.warning("model %s: warm-up on zero inputs failed, serving it "
+                                    "cold: %s", self.name, exc)
+                        return
+                    finally:
+                        self._pool.release(threads)
+                    self._latency_by_threads.setdefault(threads, LatencyModel()).observe(
+                        rows, seconds)
 
     def start(self) -> None:
         """Start the batching loop."""
@@ -170,21 +223,27 @@ class BatchedModel:
         batches that run, so an idle model must try what might fit, or one bad estimate
         would have it refuse everything for ever.
         """
-        predict = self._latency.predict
+        cores = self._pool.limit
         if self.idle:
-            return predict(rows) + DISPATCH_SLACK_S
-        running = sum(max(end - now, 0.0) for end in self._running.values())
+            threads = self._threads_for(cores, 1, rows)
+            return self._estimator(threads).predict(rows) + DISPATCH_SLACK_S
+        # Core-seconds: a batch running wide occupies all its threads' cores.
+        running = sum(max(end - now, 0.0) * threads for end, threads in self._running.values())
+        predict = self._estimator(1).predict
         if self.signature.batchable:
             # The new rows join the partial batch at the tail; the full ones go first.
             max_rows = self._max_rows()
             partial = self._queue.rows % max_rows
             ahead = batch_work_s(self._queue.rows - partial, max_rows, predict)
+            ahead_batches = (self._queue.rows - partial) // max_rows
             own_rows = min(partial + rows, max(max_rows, rows))
         else:
             ahead = len(self._queue) * predict(rows)
+            ahead_batches = len(self._queue)
             own_rows = rows
-        own = self._latency.predict_upper(own_rows)
-        return (running + ahead) / self._pool.limit + own + DISPATCH_SLACK_S
+        threads = self._threads_for(cores, ahead_batches + 1, own_rows)
+        own = self._estimator(threads).predict_upper(own_rows)
+        return (running + ahead) / cores + own + DISPATCH_SLACK_S
 
     async def infer(self, request: InferenceRequest) -> dict[str, np.ndarray]:
         """Queue a validated request and wait for its outputs, or refuse it at once."""
@@ -214,7 +273,7 @@ class BatchedModel:
                 self._pool.try_acquire()):
             # What the batching loop would do with a lone request and a free executor
             # (start it at once), without the hop through the loop.
-            self._launch([pending], now)
+            self._launch([pending], now, self._widen(1, request.rows))
         else:
             self._queue.push(pending)
             self._wake.set()
@@ -257,9 +316,10 @@ class BatchedModel:
     def _latest_start(self, pending: PendingRequest) -> float:
         """The last moment ``pending`` can start alone and still make its deadline.
 
-        Judged by the same estimate that admitted it: pessimistic, or the mean for a probe.
+        Judged by the same estimate that admitted it: pessimistic, or the mean for a probe;
+        alone means with the threads a lone batch would get from every core.
         """
-        latency = self._latency
+        latency = self._estimator(self._threads_for(self._pool.limit, 1, pending.rows))
         compute = latency.predict if pending.probe else latency.predict_upper
         return pending.deadline - compute(pending.rows) - DISPATCH_SLACK_S
 
@@ -290,7 +350,7 @@ class BatchedModel:
         expires = self._latest_start(head)
         start = dispatch_at(
             now, self._queue.rows_with_key(head.key), oldest, head.deadline,
-            max_rows, config.max_delay_s, self._latency.predict,
+            max_rows, config.max_delay_s, self._estimator(1).predict,
             idle_executor=self._pool.busy < self._pool.limit,
             arrival_rate_per_s=self._arrivals.rate(),
         )
@@ -309,12 +369,14 @@ class BatchedModel:
         if not batch:
             self._pool.release()
             return
-        self._launch(batch, time.monotonic())
+        threads = self._widen(1 + self._ready_batches(), sum(p.rows for p in batch))
+        self._launch(batch, time.monotonic(), threads)
 
-    def _launch(self, batch: list[PendingRequest], started: float) -> None:
-        """Compute ``batch`` on the executor the caller holds, as a task of its own."""
-        task = asyncio.create_task(self._execute(batch, started))
-        self._running[task] = started + self._latency.predict(sum(p.rows for p in batch))
+    def _launch(self, batch: list[PendingRequest], started: float, threads: int) -> None:
+        """Compute ``batch`` on the ``threads`` cores the caller holds, as a task of its own."""
+        task = asyncio.create_task(self._execute(batch, started, threads))
+        rows = sum(p.rows for p in batch)
+        self._running[task] = (started + self._estimator(threads).predict(rows), threads)
         task.add_done_callback(lambda done: self._running.pop(done, None))
 
     def _take_batch(self, max_rows: int) -> list[PendingRequest]:
@@ -330,7 +392,10 @@ class BatchedModel:
             if head is None:
                 return []
             slack_s = head.deadline - now - DISPATCH_SLACK_S
-            rows = self._latency.largest_batch_within(
+            # Sized for the threads the queue's batches would get from the free cores.
+            sizing = self._estimator(self._threads_for(
+                1 + self._pool.free, self._ready_batches(), min(self._queue.rows, max_rows)))
+            rows = sizing.largest_batch_within(
                 slack_s, head.rows, max(max_rows, head.rows)
             )
             popped = self._queue.pop_batch(rows)
@@ -344,12 +409,14 @@ class BatchedModel:
             if not pending.future.done():
                 pending.future.set_exception(ModelFailure(message))
 
-    def _timed_run(self, inputs: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
+    def _timed_run(
+        self, inputs: dict[str, np.ndarray], threads: int
+    ) -> tuple[dict[str, np.ndarray], float]:
         started = time.perf_counter()
-        outputs = self._model.run(inputs)
+        outputs = self._model.run(inputs, threads)
         return outputs, time.perf_counter() - started
 
-    async def _execute(self, batch: list[PendingRequest], started: float) -> None:
+    async def _execute(self, batch: list[PendingRequest], started: float, threads: int) -> None:
         """Compute one batch and answer every request in it, on every path."""
         rows = [p.rows for p in batch]
         code = "INTERNAL"
@@ -357,7 +424,7 @@ class BatchedModel:
         try:
             try:
                 outputs, compute_s = await self._pool.run(
-                    self._timed_run, merge_inputs([p.request for p in batch])
+                    self._timed_run, merge_inputs([p.request for p in batch]), threads
                 )
                 results = split_outputs(outputs, rows)
             except Exception as exc:  # the model's fault: this batch fails, the server goes on
@@ -366,18 +433,20 @@ class BatchedModel:
                 compute_s = time.monotonic() - started
             else:
                 code = "OK"
-                self._latency.observe(sum(rows), compute_s)
+                self._latency_by_threads.setdefault(threads, LatencyModel()).observe(
+                    sum(rows), compute_s)
                 for pending, result in zip(batch, results, strict=True):
                     if not pending.future.done():  # done: the caller went away during compute
                         pending.future.set_result(
                             select_outputs(result, pending.request.requested_outputs)
                         )
         finally:
-            self._pool.release()
+            self._pool.release(threads)
             self._wake.set()
             # Whatever failed above, no caller is left waiting.
             self._answer_unanswered(batch, f"model '{self.name}': internal error on this batch")
         try:
+            self._batches.labels(self.name, str(threads)).inc()
             self._record_batch(batch, started, time.monotonic(), compute_s, code)
         except Exception:
             log.exception("model %s: recording a batch failed", self.name)

@@ -1,4 +1,4 @@
-"""A resizable limit on how many batches compute at once, shared by all models of a pod."""
+"""A resizable count of the cores batches compute on, shared by all models of a pod."""
 
 from __future__ import annotations
 
@@ -30,11 +30,38 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), COMPUTE_NICE)
 
 
-class ExecutorPool:
-    """Admits at most ``limit`` batch computations at a time, FIFO across models.
+def in_compute_thread(fn: Callable[..., T], *args: object) -> T:
+    """Call ``fn(*args)`` on a new thread at compute priority and return its result.
 
-    Lowering the limit never interrupts running batches: they finish, and new ones are
-    admitted only once fewer than the new limit run.
+    For making onnxruntime sessions: their intra-op worker threads are created then and
+    inherit the creating thread's priority, so they yield to the event loop too.
+    """
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def call() -> None:
+        _lower_priority()
+        try:
+            result.append(fn(*args))
+        except BaseException as exc:  # handed to the caller's thread as is
+            error.append(exc)
+
+    thread = threading.Thread(target=call, name="sluice-session")
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+class ExecutorPool:
+    """Hands out at most ``limit`` cores at a time to batch computations, FIFO across models.
+
+    A batch waits for one core (:meth:`acquire`), then may take more that are free at that
+    moment (:meth:`take_free`) for intra-op threads: it never waits for several at once,
+    so a wide batch cannot hold cores idle while it collects them. Lowering the limit
+    never interrupts running batches: they finish, and new ones are admitted only once
+    fewer cores than the new limit are in use.
     """
 
     def __init__(self, limit: int) -> None:
@@ -47,13 +74,18 @@ class ExecutorPool:
 
     @property
     def limit(self) -> int:
-        """Batches allowed to run at once."""
+        """Cores batches may use at once."""
         return self._limit
 
     @property
     def busy(self) -> int:
-        """Batches running now."""
+        """Cores in use now."""
         return self._busy
+
+    @property
+    def free(self) -> int:
+        """Cores a batch could take now without anyone waiting first."""
+        return 0 if self._waiters else max(self._limit - self._busy, 0)
 
     def resize(self, limit: int) -> None:
         """Change the limit; takes effect for the next admissions."""
@@ -61,14 +93,17 @@ class ExecutorPool:
         self._admit_waiters()
 
     def try_acquire(self) -> bool:
-        """Take a free executor if there is one and nobody waits for it."""
-        if self._busy < self._limit and not self._waiters:
-            self._busy += 1
-            return True
-        return False
+        """Take a free core if there is one and nobody waits for it."""
+        return self.take_free(1) == 1
+
+    def take_free(self, cores: int) -> int:
+        """Take up to ``cores`` more of the free ones at once; how many were taken."""
+        taken = min(max(cores, 0), self.free)
+        self._busy += taken
+        return taken
 
     async def acquire(self, timeout_s: float | None = None) -> bool:
-        """Wait for a free executor and take it; False if ``timeout_s`` passed first.
+        """Wait for a free core and take it; False if ``timeout_s`` passed first.
 
         Every path leaves the count right: a waiter admitted just as it is cancelled or
         times out hands its slot on, and one cancelled after admission skipped it is
@@ -97,9 +132,9 @@ class ExecutorPool:
         if waiter in self._waiters:  # _admit_waiters may already have popped it
             self._waiters.remove(waiter)
 
-    def release(self) -> None:
-        """Return an executor taken with :meth:`acquire`."""
-        self._busy -= 1
+    def release(self, cores: int = 1) -> None:
+        """Return cores taken with :meth:`acquire` and :meth:`take_free`."""
+        self._busy -= cores
         self._admit_waiters()
 
     def _admit_waiters(self) -> None:
@@ -110,7 +145,7 @@ class ExecutorPool:
                 waiter.set_result(None)
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
-        """Run ``fn(*args)`` on a thread (the caller holds an executor)."""
+        """Run ``fn(*args)`` on a compute thread (the caller holds its cores)."""
         return await asyncio.get_running_loop().run_in_executor(self._threads, fn, *args)
 
     def shutdown(self) -> None:

@@ -51,6 +51,11 @@ class LatencyModel:
         else:
             self._seconds[rows] += EWMA_WEIGHT * (seconds - self._seconds[rows])
 
+    @property
+    def measured(self) -> bool:
+        """Whether any batch has been measured yet."""
+        return bool(self._sizes)
+
     def predict(self, rows: int) -> float:
         """Predicted mean compute seconds for a batch of ``rows`` (0 before any measurement)."""
         if not self._sizes:

@@ -131,6 +131,10 @@ class RuntimeMetrics:
             "sluice_compute_seconds", "Compute time of one batch",
             ["model"], buckets=_LATENCY_BUCKETS_S, registry=r,
         )
+        self.batches = Counter(
+            "sluice_batches", "Batches computed, by the intra-op threads each ran with",
+            ["model", "threads"], registry=r,
+        )
         self.batch_size = Histogram(
             "sluice_batch_size", "Rows per executed batch", ["model"],
             buckets=_BATCH_BUCKETS, registry=r,
@@ -144,10 +148,11 @@ class RuntimeMetrics:
             ["model"], registry=r,
         )
         self.executors = Gauge(
-            "sluice_executors", "Batches allowed to run at once (follows the CPU)", registry=r
+            "sluice_executors", "Cores batches may compute on at once (follows the CPU)",
+            registry=r
         )
         self.executors_busy = Gauge(
-            "sluice_executors_busy", "Batches running now", registry=r
+            "sluice_executors_busy", "Cores batches compute on now", registry=r
         )
         self.cpu_allocation = Gauge(
             "sluice_cpu_allocation_cores", "CPU cores this process may use", registry=r

@@ -1,17 +1,35 @@
-"""One ONNX model loaded once into onnxruntime, shared by every executor."""
+"""One ONNX model in onnxruntime: a session per intra-op thread count, one copy of weights."""
 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from sluice_runtime.datatypes import from_onnx_type
+from sluice_runtime.executors import in_compute_thread
 from sluice_runtime.signature import DYNAMIC, ModelSignature, TensorSpec
+from sluice_runtime.weights import WEIGHTS_FILE, prepare_shared_weights
 
 log = logging.getLogger(__name__)
+
+
+_arena_lock = threading.Lock()
+_arena_registered = False
+
+
+def _register_shared_arena() -> None:
+    """Register the process-wide CPU arena that sessions opt into (once per process)."""
+    global _arena_registered
+    with _arena_lock:
+        if not _arena_registered:
+            memory = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
+                                       ort.OrtMemType.DEFAULT)
+            ort.create_and_register_allocator(memory, None)
+            _arena_registered = True
 
 
 def _as_text(array: np.ndarray) -> np.ndarray:
@@ -31,34 +49,74 @@ def _spec(node: ort.NodeArg) -> TensorSpec:
 
 
 class OnnxModel:
-    """An onnxruntime session with one intra-op thread.
+    """An ONNX model served by one onnxruntime session per intra-op thread count.
 
-    Parallelism comes from running several batches at once on this one session (its
-    ``run`` is thread-safe), so a CPU resize changes how many run concurrently without
-    rebuilding the session or loading a second copy of the weights.
+    Sessions for 1..n threads exist once :meth:`ensure_threads` asked for n; each runs
+    batches concurrently (``run`` is thread-safe), so a batch can take one core or
+    several. All of them map one prepared copy of the weights (:mod:`sluice_runtime.weights`).
+    Where that copy cannot be prepared the model is served from its own file by one
+    single-thread session, with a warning: more would each hold their own weights.
     """
 
-    def __init__(self, name: str, path: Path) -> None:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # Spinning threads burn the CPU the batching loop and other executors need.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    def __init__(self, name: str, path: Path, cache_dir: Path) -> None:
         self.name = name
         self.path = path
-        self._session = ort.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"]
-        )
+        self._lock = threading.Lock()
+        try:
+            self._source: Path = prepare_shared_weights(path, cache_dir)
+            self.weights_file: Path | None = self._source.with_name(WEIGHTS_FILE)
+            self._optimisation = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # done already
+        except Exception as exc:  # onnxruntime's errors share no base class but Exception
+            log.warning("model %s: cannot prepare shared weights (%s); serving it with one "
+                        "intra-op thread", name, exc)
+            self._source, self.weights_file = path, None
+            self._optimisation = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._sessions: dict[int, ort.InferenceSession] = {1: self._new_session(1)}
+        session = self._sessions[1]
         self.signature = ModelSignature(
-            inputs=tuple(_spec(n) for n in self._session.get_inputs()),
-            outputs=tuple(_spec(n) for n in self._session.get_outputs()),
+            inputs=tuple(_spec(n) for n in session.get_inputs()),
+            outputs=tuple(_spec(n) for n in session.get_outputs()),
         )
         self._output_names = [t.name for t in self.signature.outputs]
 
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Compute every output for a (batched) input dict. Blocking; call from a thread.
+    @property
+    def threads_available(self) -> tuple[int, ...]:
+        """Intra-op thread counts a batch can run with now."""
+        return tuple(sorted(self._sessions))
+
+    def ensure_threads(self, max_threads: int) -> None:
+        """Make the sessions for up to ``max_threads`` threads. Blocking; call from a thread.
+
+        Sessions are kept when the CPU shrinks again: they cost little beside the shared
+        weights, and a later resize up is followed at once.
+        """
+        if self.weights_file is None:
+            return
+        with self._lock:
+            for threads in range(2, max_threads + 1):
+                if threads not in self._sessions:
+                    self._sessions[threads] = self._new_session(threads)
+
+    def _new_session(self, threads: int) -> ort.InferenceSession:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = self._optimisation
+        # Under a CPU quota a spinning worker burns quota it then lacks (docs/bench.md
+        # measures it): workers sleep between parallel sections.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        # One arena for all sessions: activation memory does not grow with their number.
+        options.add_session_config_entry("session.use_env_allocators", "1")
+        _register_shared_arena()
+        return in_compute_thread(
+            ort.InferenceSession, str(self._source), options, ["CPUExecutionProvider"]
+        )
+
+    def run(self, inputs: dict[str, np.ndarray], threads: int = 1) -> dict[str, np.ndarray]:
+        """Compute every output for a (batched) input dict with ``threads`` intra-op threads
+        (one of :attr:`threads_available`). Blocking; call from a thread.
 
         String tensors travel as UTF-8 bytes everywhere else in the runtime; onnxruntime
         wants ``str`` (it reads a ``bytes`` element as its repr), so they are converted at
@@ -66,7 +124,7 @@ class OnnxModel:
         """
         feed = {name: _as_text(array) if array.dtype == np.object_ else array
                 for name, array in inputs.items()}
-        outputs = self._session.run(self._output_names, feed)
+        outputs = self._sessions[threads].run(self._output_names, feed)
         return {name: _as_bytes(array) if array.dtype == np.object_ else array
                 for name, array in zip(self._output_names, outputs, strict=True)}
 

@@ -144,7 +144,9 @@ class RuntimeServer:
             resolve, source.uri, source.sha256, self.settings.model_cache_dir
         )
         try:
-            model = await asyncio.to_thread(OnnxModel, source.name, path)
+            model = await asyncio.to_thread(
+                OnnxModel, source.name, path, self.settings.model_cache_dir
+            )
         except Exception as exc:  # onnxruntime's errors share no base class but Exception
             raise StartupError(
                 f"model '{source.name}': onnxruntime cannot load {path}: {exc}"
@@ -200,8 +202,12 @@ class RuntimeServer:
             await asyncio.sleep(self.settings.cpu_poll_interval_s)
             limit = executors_for(self._read_cpu())
             if limit != self._pool.limit:
-                log.info("CPU allocation changed: %d -> %d executors", self._pool.limit, limit)
+                log.info("CPU allocation changed: %d -> %d cores", self._pool.limit, limit)
+                # Side-by-side batches use the new cores at once; wider ones once their
+                # sessions exist (a fraction of a second).
                 self._pool.resize(limit)
+                for batcher in list(self.batchers.values()):
+                    await batcher.prepare_threads(limit)
 
     async def _drain(self) -> None:
         """Refuse new requests, finish the ones in flight (bounded by the drain timeout)."""

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.runtime import models
-from tests.runtime.cgroups import writable_cpu_hierarchy
+from tests.runtime.cgroups import scratch_cgroup, set_cpu_limit
 from tests.runtime.harness import Runtime
 
 
@@ -45,29 +43,17 @@ def start_runtime(tmp_path: Path) -> Iterator[Callable[..., Runtime]]:
 
 
 @pytest.fixture
+def cpu_cgroup():
+    """A CPU cgroup of our own whose limit a test sets and rewrites (removed after)."""
+    with scratch_cgroup() as found:
+        yield found
+
+
+@pytest.fixture
 def child_cgroups():
     """A parent cgroup limited to 0.5 core and an unlimited child inside it (removed after)."""
-    found = writable_cpu_hierarchy()
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI runs as root on a machine with a writable CPU cgroup")
-        pytest.skip("needs a writable CPU cgroup (run as root)")
-    hierarchy, version = found
-    parent = hierarchy / f"sluice-test-{uuid.uuid4().hex[:8]}"
-    child = parent / "stage"
-    parent.mkdir()
-    try:
-        if version == "v1":
-            (parent / "cpu.cfs_period_us").write_text("100000")
-            (parent / "cpu.cfs_quota_us").write_text("50000")
-        else:
-            (parent / "cgroup.subtree_control").write_text("+cpu")
-            (parent / "cpu.max").write_text("50000 100000")
+    with scratch_cgroup() as (parent, version):
+        set_cpu_limit(parent, version, 0.5)
+        child = parent / "stage"
         child.mkdir()
         yield child
-    finally:
-        for folder in (child, parent):
-            if folder.exists():
-                for pid in (folder / "cgroup.procs").read_text().split():
-                    (hierarchy / "cgroup.procs").write_text(pid)
-                folder.rmdir()

@@ -159,7 +159,8 @@ def test_every_request_of_a_batch_is_answered_even_when_recording_it_fails(tmp_p
 
     async def scenario() -> list[object]:
         pool = ExecutorPool(1)
-        model = OnnxModel("slow", slow(tmp_path / "slow.onnx", width=16, layers=1))
+        model = OnnxModel("slow", slow(tmp_path / "slow.onnx", width=16, layers=1),
+                          tmp_path / "cache")
         batcher = BatchedModel(model, BatchingConfig(max_batch_size=4, max_delay_ms=5.0),
                                pool, RuntimeMetrics(), FailingRecordLog(), max_queue_size=64)
         await batcher.warm_up()

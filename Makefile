@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 DEV_STAMP := $(VENV)/.dev-installed
 MODELS_STAMP := examples/models/.generated
 
-.PHONY: demo test test-runtime lint format proto models bench bench-overload cluster-build cluster-up cluster-down kind-up kind-down clean
+.PHONY: demo test test-runtime lint format proto models bench bench-overload bench-cores cluster-build cluster-up cluster-down kind-up kind-down clean
 
 $(DEV_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ bench: $(MODELS_STAMP)
 ## bench-overload: goodput, late answers and refusals at 0.7x, 2x and 3x capacity (docs/bench.md)
 bench-overload: $(MODELS_STAMP)
 	$(PY) bench/overload.py --models examples/models
+
+## bench-cores: an in-place resize 1 -> 2 -> 1 core: lone latency, saturation, memory, spin policy (needs root; docs/bench.md)
+bench-cores: $(MODELS_STAMP)
+	$(PY) bench/cores.py --models examples/models
 
 ## cluster-up / cluster-down: the real control plane the operator tests use, by hand
 cluster-build: $(DEV_STAMP)

@@ -56,6 +56,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def pss_mib(pid: int) -> float:
+    """Proportional set size of a process in MiB: a file page mapped by several sessions
+    (or processes) counts once in total, as the page cache holds it once."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    raise HarnessError(f"no Pss for pid {pid}")
+
+
 def vm_rss_mib(pid: int, field: str = "VmRSS") -> float:
     """Resident memory of a process in MiB: now (VmRSS) or its peak (``field="VmHWM"``)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -105,10 +114,6 @@ class Server:
         """The end of its log, for error messages."""
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
-
-    def rss_mib(self) -> float:
-        """Resident memory of the process (VmRSS), in MiB."""
-        return vm_rss_mib(self.process.pid)
 
     def metrics(self) -> Samples:
         """Scrape ``/metrics``: sample name -> [(labels, value)]."""
@@ -185,8 +190,12 @@ def start_sluice(
     pipeline: Path | None = None,
     extra: Sequence[str] = (),
     timeout_s: float = 120.0,
+    wrap: Callable[[list[str]], list[str]] | None = None,
 ) -> Server:
-    """Start ``sluice-runtime serve`` on free loopback ports and wait for SERVING."""
+    """Start ``sluice-runtime serve`` on free loopback ports and wait for SERVING.
+
+    ``wrap`` turns the command into the one to run (e.g. joining a cgroup first).
+    """
     port, metrics_port = free_port(), free_port()
     argv = [
         str(SLUICE_RUNTIME), "serve", "--host", HOST, "--port", str(port),
@@ -196,8 +205,10 @@ def start_sluice(
         argv += ["--model", f"{model}={path.resolve()}"]
     if pipeline is not None:
         argv += ["--pipeline", str(pipeline)]
+    argv = [*argv, *extra]
     return launch(
-        name, [*argv, *extra], port=port, metrics_port=metrics_port, log_dir=log_dir,
+        name, wrap(argv) if wrap else argv, port=port, metrics_port=metrics_port,
+        log_dir=log_dir,
         ready=health_serving, cpus=cpus, timeout_s=timeout_s,
     )
 

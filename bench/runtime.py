@@ -32,6 +32,7 @@ from harness import (
     histogram_mean,
     launch,
     models_ready,
+    pss_mib,
     run_load,
     run_main,
     start_sluice,
@@ -165,7 +166,11 @@ def measure_server(
 def rss_by_executors(
     args: argparse.Namespace, models: dict[str, Path], out: Path
 ) -> dict[int, float]:
-    """Resident memory with 1 and with N executors, after every executor has run batches."""
+    """Memory (PSS) with 1 and with N executors, after every executor has run batches.
+
+    PSS, not VmRSS: the sessions for each thread count map one weights file, which VmRSS
+    would count once per mapping although the page cache holds it once.
+    """
     rss = {}
     for executors in (1, args.rss_executors):
         server = start_sluice(
@@ -177,7 +182,7 @@ def rss_by_executors(
                 run_load(server.target, model, [
                     "--clients", str(4 * executors), "--duration-s", "2",
                 ])
-            rss[executors] = server.rss_mib()
+            rss[executors] = pss_mib(server.process.pid)
         finally:
             server.stop()
     return rss
@@ -428,7 +433,7 @@ def main() -> int:
                       f"p50 {report['p50_ms']:.2f} ms  p99 {report['p99_ms']:.1f} ms  "
                       f"errors {report['errors'] or 'none'}")
     n = args.rss_executors
-    print(f"\nRSS of the Sluice runtime serving cnn, mlp and a {args.heavy_mb} MB weight "
+    print(f"\nPSS of the Sluice runtime serving cnn, mlp and a {args.heavy_mb} MB weight "
           f"(one MatMul): 1 executor {rss[1]:.0f} MiB, {n} executors {rss[n]:.0f} MiB "
           f"({rss[n] - rss[1]:+.0f} MiB; a copy of the weights per executor would add "
           f"~{args.heavy_mb * (n - 1)} MB)")
@@ -438,7 +443,7 @@ def main() -> int:
         "raw": {m: {"rows_per_s": r.rows_per_s, "single_row_p50_ms": r.single_row_p50_ms}
                 for m, r in raw.items()},
         "servers": results,
-        "rss_mib": rss,
+        "pss_mib": rss,
     }, indent=2))
     print(f"\n(total {time.monotonic() - started:.0f} s; logs and results.json in {out})")
     return 0

@@ -30,7 +30,7 @@ from sluice_runtime.executors import ExecutorPool
 from sluice_runtime.latency import LatencyModel
 from sluice_runtime.metrics import OUTCOMES, RateMeter, RuntimeMetrics
 from sluice_runtime.model import OnnxModel
-from sluice_runtime.parallelism import choose_threads
+from sluice_runtime.parallelism import arriving_batches, choose_threads
 from sluice_runtime.requestlog import RequestLog
 from sluice_runtime.servable import select_outputs
 from sluice_runtime.settings import BatchingConfig
@@ -73,6 +73,7 @@ class BatchedModel:
         metrics: RuntimeMetrics,
         request_log: RequestLog,
         max_queue_size: int,
+        max_threads_per_batch: int | None = None,
     ) -> None:
         self.name = model.name
         self.signature = model.signature
@@ -82,6 +83,7 @@ class BatchedModel:
         self._metrics = metrics
         self._log = request_log
         self._max_queue_size = max_queue_size
+        self._max_threads = max_threads_per_batch
         self._queue = EdfQueue()
         self._latency_by_threads: dict[int, LatencyModel] = {1: LatencyModel()}
         self._wake = asyncio.Event()
@@ -133,6 +135,8 @@ class BatchedModel:
     async def prepare_threads(self, max_threads: int) -> None:
         """Make sure batches can run with up to ``max_threads`` intra-op threads (after a
         resize up); new settings are measured on the next lone batches."""
+        if self._max_threads is not None:
+            max_threads = min(max_threads, self._max_threads)
         if len(self._model.threads_available) < max_threads:
             await asyncio.to_thread(self._model.ensure_threads, max_threads)
 
@@ -148,8 +152,13 @@ class BatchedModel:
         return latency.predict(rows) if latency is not None and latency.measured else None
 
     def _threads_for(self, free_cores: int, ready_batches: int, rows: int) -> int:
-        usable = min(free_cores, len(self._model.threads_available))
-        return choose_threads(usable, ready_batches, rows, self._measured)
+        usable = min(free_cores, len(self._model.threads_available),
+                     self._max_threads or free_cores)
+        if usable == 1:
+            return 1
+        arriving = arriving_batches(self._arrivals.rate(), self._measured(1, rows),
+                                    self._max_rows())
+        return choose_threads(usable, ready_batches + arriving, rows, self._measured)
 
     def _widen(self, ready_batches: int, rows: int) -> int:
         """Intra-op threads for a batch whose first core the caller holds: the free cores

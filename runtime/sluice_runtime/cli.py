@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="queued requests per model before RESOURCE_EXHAUSTED (default %(default)s)")
     add("--executors", type=int, default=None,
         help="batches computed at once (default: follow the CPU allocation)")
+    add("--max-threads-per-batch", type=int, default=None, metavar="N",
+        help="most intra-op threads one batch computes with (default: as many cores as "
+             "the process has, when measured latencies say they help)")
     add("--cgroup-root", type=Path, default=defaults.cgroup_root, metavar="DIR",
         help="read the CPU limit (cpu.max, or cpu.cfs_quota_us) from this directory instead "
              "of the process's own cgroup and its ancestors (found through /proc/self)")
@@ -113,6 +116,9 @@ def settings_from_args(args: argparse.Namespace) -> RuntimeSettings:
         raise StartupError("--remote needs --pipeline")
     if args.executors is not None and args.executors < 1:
         raise StartupError(f"--executors must be >= 1, got {args.executors}")
+    if args.max_threads_per_batch is not None and args.max_threads_per_batch < 1:
+        raise StartupError(
+            f"--max-threads-per-batch must be >= 1, got {args.max_threads_per_batch}")
     if args.max_queue_size < 1:
         raise StartupError(f"--max-queue-size must be >= 1, got {args.max_queue_size}")
     try:
@@ -129,6 +135,7 @@ def settings_from_args(args: argparse.Namespace) -> RuntimeSettings:
         batching=batching,
         max_queue_size=args.max_queue_size,
         executors=args.executors,
+        max_threads_per_batch=args.max_threads_per_batch,
         cgroup_root=args.cgroup_root,
         cpu_poll_interval_s=args.cpu_poll_interval_s,
         request_log=args.request_log,

@@ -153,7 +153,7 @@ class RuntimeServer:
             ) from None
         batcher = BatchedModel(
             model, config, self._pool, self.metrics, self._request_log,
-            self.settings.max_queue_size,
+            self.settings.max_queue_size, self.settings.max_threads_per_batch,
         )
         await batcher.warm_up()
         batcher.start()

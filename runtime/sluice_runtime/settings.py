@@ -72,6 +72,7 @@ class RuntimeSettings:
     batching: BatchingConfig = BatchingConfig()
     max_queue_size: int = 1024  # requests per model before RESOURCE_EXHAUSTED
     executors: int | None = None  # None: follow the CPU allocation
+    max_threads_per_batch: int | None = None  # None: as many as the cores
     cgroup_root: Path | None = None  # None: the process's own cgroup, from /proc/self
     cpu_poll_interval_s: float = 1.0
     request_log: str | None = None  # path, or "-" for stdout

@@ -1,5 +1,4 @@
-"""Real CPU cgroups for tests: find a writable hierarchy, make and limit cgroups, start a
-process inside one."""
+"""Real CPU cgroups for tests, made with the project's own cgroup code."""
 
 from __future__ import annotations
 
@@ -10,38 +9,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from sluice_runtime.cgroupfs import (
+    in_cgroup,
+    make_cpu_cgroup,
+    remove_cgroup,
+    set_cpu_limit,
+    writable_cpu_hierarchy,
+)
 
-CPU_V1 = Path("/sys/fs/cgroup/cpu")
-CPU_V2 = Path("/sys/fs/cgroup")
-PERIOD_US = 100_000
-
-
-def writable_cpu_hierarchy() -> tuple[Path, str] | None:
-    """Where this machine lets us make a CPU cgroup, and the file that limits it."""
-    if (CPU_V1 / "cpu.cfs_quota_us").exists() and os.access(CPU_V1, os.W_OK):
-        return CPU_V1, "v1"
-    controllers = CPU_V2 / "cgroup.controllers"
-    if controllers.exists() and "cpu" in controllers.read_text().split() and os.access(
-            CPU_V2, os.W_OK):
-        return CPU_V2, "v2"
-    return None
-
-
-def set_cpu_limit(cgroup: Path, version: str, cores: float | None) -> None:
-    """Limit ``cgroup`` to ``cores`` (None: unlimited), as the kubelet does on a resize."""
-    quota = -1 if cores is None else round(cores * PERIOD_US)
-    if version == "v1":
-        (cgroup / "cpu.cfs_period_us").write_text(str(PERIOD_US))
-        (cgroup / "cpu.cfs_quota_us").write_text(str(quota))
-    else:
-        (cgroup / "cpu.max").write_text(f"{'max' if quota < 0 else quota} {PERIOD_US}")
-
-
-def _remove(hierarchy: Path, folder: Path) -> None:
-    if folder.exists():
-        for pid in (folder / "cgroup.procs").read_text().split():
-            (hierarchy / "cgroup.procs").write_text(pid)
-        folder.rmdir()
+__all__ = ["in_cgroup", "scratch_cgroup", "set_cpu_limit"]
 
 
 @contextmanager
@@ -55,20 +31,8 @@ def scratch_cgroup() -> Iterator[tuple[Path, str]]:
         if os.environ.get("CI") == "true":
             pytest.fail("CI runs as root on a machine with a writable CPU cgroup")
         pytest.skip("needs a writable CPU cgroup (run as root)")
-    hierarchy, version = found
-    folder = hierarchy / f"sluice-test-{uuid.uuid4().hex[:8]}"
-    folder.mkdir()
+    folder = make_cpu_cgroup(found.root, f"sluice-test-{uuid.uuid4().hex[:8]}", found.version)
     try:
-        if version == "v2":
-            (folder / "cgroup.subtree_control").write_text("+cpu")
-        yield folder, version
+        yield folder, found.version
     finally:
-        for child in folder.iterdir():
-            if child.is_dir():
-                _remove(hierarchy, child)
-        _remove(hierarchy, folder)
-
-
-def in_cgroup(cgroup: Path, argv: list[str]) -> list[str]:
-    """``argv`` started inside ``cgroup`` (the shell joins it, then execs)."""
-    return ["sh", "-c", f'echo $$ > "{cgroup}/cgroup.procs" && exec "$@"', "sh", *argv]
+        remove_cgroup(found.root, folder)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from sluice_runtime.model import OnnxModel
-from sluice_runtime.parallelism import choose_threads
+from sluice_runtime.parallelism import arriving_batches, choose_threads
 
 from tests.runtime.cgroups import in_cgroup, set_cpu_limit
 from tests.runtime.harness import Runtime, budget, infer, wait_until
@@ -61,6 +61,17 @@ def test_a_thread_count_never_measured_is_tried_on_a_lone_batch_only():
                           predict=measured(only_one)) == 1
 
 
+def test_arrivals_during_a_run_count_as_batches_that_will_want_a_core():
+    # At saturation (260 images/s, a 1-thread batch of 8 takes 39 ms) another full batch
+    # arrives before this one would end: the second core will be wanted, so one thread.
+    assert arriving_batches(rate_per_s=260, one_thread_s=39e-3, max_rows=8) == 1
+    assert choose_threads(free_cores=2, ready_batches=1 + 1, rows=8,
+                          predict=measured({(1, 8): 39e-3, (2, 8): 22e-3})) == 1
+    # At 100 requests/s of 5 ms each, most runs end before the next arrival: go wide.
+    assert arriving_batches(rate_per_s=100, one_thread_s=4.8e-3, max_rows=8) == 0
+    assert arriving_batches(rate_per_s=0, one_thread_s=None, max_rows=8) == 0
+
+
 def rss_anon_mib() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("RssAnon:"):
@@ -87,6 +98,18 @@ def test_sessions_for_every_thread_count_agree_and_map_one_copy_of_the_weights(t
     again = OnnxModel("wide-again", path, tmp_path / "cache")
     assert again.weights_file == model.weights_file
     np.testing.assert_allclose(again.run(x, threads=1)["y"], one, rtol=1e-4, atol=1e-4)
+
+
+def test_a_model_whose_weights_cannot_be_prepared_is_served_with_one_thread(tmp_path):
+    path = slow(tmp_path / "small.onnx", width=16, layers=1)
+    not_a_folder = tmp_path / "cache"
+    not_a_folder.write_text("a file where the cache folder should be")
+    model = OnnxModel("small", path, not_a_folder)
+    model.ensure_threads(2)
+    assert model.threads_available == (1,)
+    assert model.weights_file is None
+    x = {"x": np.ones((2, 16), np.float32)}
+    assert model.run(x, threads=1)["y"].shape == (2, 16)
 
 
 def test_threads_follow_an_in_place_resize_both_ways_without_failing_a_request(
@@ -156,3 +179,14 @@ def test_threads_follow_an_in_place_resize_both_ways_without_failing_a_request(
         runtime.stop()
     assert not failures, failures[:3]
 
+
+
+def test_threads_per_batch_can_be_capped(start_runtime, example_models):
+    server = start_runtime("--model", f"cnn={example_models / 'cnn.onnx'}",
+                           "--executors", "2", "--max-threads-per-batch", "1")
+    image = np.zeros((1, 3, 224, 224), np.float32)
+    for _ in range(5):
+        infer(server.client(), "cnn", {"images": image})
+    _, profile = server.admin("GET", "/v1/profile")
+    assert profile["models"]["cnn"]["threads_available"] == [1]
+    assert server.metric("sluice_batches_total", model="cnn", threads="1") == 5

@@ -93,9 +93,12 @@ class OnnxModel:
         if self.weights_file is None:
             return
         with self._lock:
+            sessions = dict(self._sessions)
             for threads in range(2, max_threads + 1):
-                if threads not in self._sessions:
-                    self._sessions[threads] = self._new_session(threads)
+                if threads not in sessions:
+                    sessions[threads] = self._new_session(threads)
+            # Replaced whole: the event loop reads the sessions while this thread makes them.
+            self._sessions = sessions
 
     def _new_session(self, threads: int) -> ort.InferenceSession:
         options = ort.SessionOptions()

@@ -27,13 +27,16 @@ demo: $(MODELS_STAMP)
 ## test: the whole suite (runtime, control plane, operator)
 test: $(DEV_STAMP)
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -rs
 
 test-runtime: $(DEV_STAMP)
 	$(PY) -m pytest -rs tests/runtime
 
+## lint: ruff, and the import-linter contracts of the layers (pyproject.toml)
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 
 format: $(DEV_STAMP)
 	$(PY) -m ruff format .

@@ -43,7 +43,7 @@ from harness import (
     run_main,
     start_sluice,
 )
-from sluice_runtime.cgroupfs import (
+from sluice_local.cgroupfs import (
     CpuHierarchy,
     in_cgroup,
     make_cpu_cgroup,

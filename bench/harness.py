@@ -270,7 +270,7 @@ def run_load(
     caller instead of hanging it.
     """
     argv = [
-        sys.executable, "-m", "sluice_runtime.loadgen", "--target", target, "--model", model,
+        sys.executable, "-m", "sluice_local.loadgen", "--target", target, "--model", model,
         *args, "--json", "-",
     ]
     try:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import grpc
 from harness import HOST, onnx_tensors
+from sluice_runtime.protocol import GRPC_MESSAGE_OPTIONS
 from sluice_runtime.protocol import inference_pb2 as pb
 from sluice_runtime.protocol import inference_pb2_grpc as pb_grpc
-from sluice_runtime.remote import GRPC_MESSAGE_OPTIONS
 
 
 class NullServicer(pb_grpc.GRPCInferenceServiceServicer):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from sluice_runtime.arrivals import percentile
+from sluice_local.records import percentile
 from sluice_runtime.datatypes import from_onnx_type
 
 

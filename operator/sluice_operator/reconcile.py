@@ -11,9 +11,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sluice_core.spec import Pipeline
+
 from sluice_operator import names
 from sluice_operator.kube import ApiError, Kube, collection_path, object_path
-from sluice_operator.pipeline import InvalidPipeline, Pipeline, parse_pipeline
+from sluice_operator.pipeline import InvalidPipeline, parse_pipeline
 from sluice_operator.render import KNATIVE_API_VERSION, desired_children
 from sluice_operator.settings import OperatorSettings
 from sluice_operator.status import READY, failed_status, find_condition, pipeline_status

@@ -8,20 +8,27 @@ garbage collector deletes it with the pipeline.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterable
 from typing import Any
 
 import yaml
+from sluice_core import quantities
+from sluice_core.invocation import RuntimeInvocation
+from sluice_core.spec import FUSED, Pipeline, Stage
 
-from sluice_operator import names, quantities
+from sluice_operator import names
 from sluice_operator.modelsource import ModelSource, claim_mount_path
-from sluice_operator.pipeline import FUSED, Pipeline, Stage
+from sluice_operator.pipeline import stage_source
 from sluice_operator.settings import OperatorSettings
 
 KNATIVE_API_VERSION = "serving.knative.dev/v1"
 GRPC_PORT = 8001
 METRICS_PORT = 8002
+#: How every runtime container is started: on the pod's address, the ports Knative and the
+#: scraper reach; the services add what they serve.
+_POD_INVOCATION = RuntimeInvocation(host="0.0.0.0", port=GRPC_PORT, metrics_port=METRICS_PORT)
 CONTAINER_NAME = "runtime"
 #: Knative's in-cluster entry point for a service speaks h2c on port 80.
 KNATIVE_CLUSTER_PORT = 80
@@ -64,8 +71,15 @@ def cluster_address(pipeline: Pipeline, service: str) -> str:
 
 def stage_service(pipeline: Pipeline, stage: Stage, settings: OperatorSettings) -> Manifest:
     """Knative Service serving one stage's model, visible only inside the cluster."""
-    args = [*_model_args(stage), *_batching_args(stage),
-            "--default-slo-ms", str(pipeline.latency_ms)]
+    source = stage_source(stage)
+    invocation = dataclasses.replace(
+        _POD_INVOCATION,
+        models=((stage.name, source.source),),
+        model_sha256=((stage.name, stage.sha256),) if stage.sha256 else (),
+        max_batch_size=stage.max_batch_size,
+        max_delay_ms=stage.max_delay_ms,
+        default_slo_ms=float(pipeline.latency_ms),
+    )
     labels = _labels(pipeline, names.COMPONENT_STAGE, stage.name)
     return _knative_service(
         pipeline,
@@ -73,18 +87,19 @@ def stage_service(pipeline: Pipeline, stage: Stage, settings: OperatorSettings) 
         labels={**labels, "networking.knative.dev/visibility": "cluster-local"},
         template_labels=labels,
         annotations=_scale_annotations(stage.min_replicas, stage.max_replicas),
-        container=_container(pipeline, settings, args, stage.cpu.initial, stage.memory.initial,
-                             _claim_mounts([stage.source])),
-        volumes=_claim_volumes([stage.source]),
+        container=_container(pipeline, settings, invocation, stage.cpu.initial,
+                             stage.memory.initial, _claim_mounts([source])),
+        volumes=_claim_volumes([source]),
     )
 
 
 def router_service(pipeline: Pipeline, manifest: Manifest, settings: OperatorSettings) -> Manifest:
     """Knative Service that serves the whole pipeline by calling each stage's service."""
-    remotes: list[str] = []
-    for stage in pipeline.stages:
-        service = names.stage_service_name(pipeline.name, stage.name)
-        remotes += ["--remote", f"{stage.name}={cluster_address(pipeline, service)}"]
+    remotes = tuple(
+        (stage.name,
+         (cluster_address(pipeline, names.stage_service_name(pipeline.name, stage.name)),))
+        for stage in pipeline.stages
+    )
     return _pipeline_service(pipeline, manifest, settings, names.COMPONENT_ROUTER,
                              names.router_service_name(pipeline.name), remotes,
                              settings.router_cpu, settings.router_memory, sources=[])
@@ -96,8 +111,8 @@ def fused_service(pipeline: Pipeline, manifest: Manifest, settings: OperatorSett
     cpu = quantities.format_cpu(quantities.total(s.cpu.initial for s in stages))
     memory = quantities.format_memory(quantities.total(s.memory.initial for s in stages))
     return _pipeline_service(pipeline, manifest, settings, names.COMPONENT_FUSED,
-                             names.fused_service_name(pipeline.name), [], cpu, memory,
-                             sources=[s.source for s in stages])
+                             names.fused_service_name(pipeline.name), (), cpu, memory,
+                             sources=[stage_source(s) for s in stages])
 
 
 def _pipeline_service(
@@ -106,7 +121,7 @@ def _pipeline_service(
     settings: OperatorSettings,
     component: str,
     name: str,
-    args: list[str],
+    remotes: tuple[tuple[str, tuple[str, ...]], ...],
     cpu: str,
     memory: str,
     sources: list[ModelSource],
@@ -119,14 +134,16 @@ def _pipeline_service(
         names.ANNOTATION_MANIFEST_SHA256: manifest_digest(manifest),
     }
     labels = _labels(pipeline, component)
-    args = ["--pipeline", f"{names.MANIFEST_DIR}/{names.MANIFEST_KEY}", *args]
+    invocation = dataclasses.replace(
+        _POD_INVOCATION, pipeline_file=f"{names.MANIFEST_DIR}/{names.MANIFEST_KEY}",
+        remotes=remotes)
     return _knative_service(
         pipeline,
         name=name,
         labels=labels,
         template_labels=labels,
         annotations=annotations,
-        container=_container(pipeline, settings, args, cpu, memory,
+        container=_container(pipeline, settings, invocation, cpu, memory,
                              [_manifest_mount(), *_claim_mounts(sources)]),
         volumes=[_manifest_volume(pipeline), *_claim_volumes(sources)],
     )
@@ -138,7 +155,7 @@ def runtime_manifest(pipeline: Pipeline, *, with_batching: bool) -> Manifest:
     a batching change rolls only the stage it concerns."""
     stages = []
     for stage in pipeline.stages:
-        model: Manifest = {"uri": _runtime_uri(stage.source)}
+        model: Manifest = {"uri": _runtime_uri(stage_source(stage))}
         if stage.sha256:
             model["sha256"] = stage.sha256
         entry: Manifest = {"name": stage.name, "model": model}
@@ -218,7 +235,7 @@ def _knative_service(
 def _container(
     pipeline: Pipeline,
     settings: OperatorSettings,
-    args: list[str],
+    invocation: RuntimeInvocation,
     cpu: str,
     memory: str,
     mounts: list[Manifest],
@@ -231,8 +248,7 @@ def _container(
         "image": pipeline.image or settings.runtime_image,
         "imagePullPolicy": pipeline.image_pull_policy or settings.runtime_image_pull_policy,
         "command": ["sluice-runtime"],
-        "args": ["serve", "--host", "0.0.0.0", "--port", str(GRPC_PORT),
-                 "--metrics-port", str(METRICS_PORT), *args],
+        "args": invocation.argv(),
         # protocol (like the probe's service below) is what Knative's schema defaults it to;
         # said here so that the stored object equals the rendered one.
         "ports": [{"name": "h2c", "containerPort": GRPC_PORT, "protocol": "TCP"}],
@@ -263,22 +279,6 @@ def _scale_annotations(min_replicas: int, max_replicas: int) -> dict[str, str]:
         "autoscaling.knative.dev/min-scale": str(min_replicas),
         "autoscaling.knative.dev/max-scale": str(max_replicas),
     }
-
-
-def _model_args(stage: Stage) -> list[str]:
-    args = ["--model", f"{stage.name}={stage.source.source}"]
-    if stage.sha256:
-        args += ["--model-sha256", f"{stage.name}={stage.sha256}"]
-    return args
-
-
-def _batching_args(stage: Stage) -> list[str]:
-    return ["--max-batch-size", str(stage.max_batch_size),
-            "--max-delay-ms", _number(stage.max_delay_ms)]
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if value == int(value) else repr(value)
 
 
 def _runtime_uri(source: ModelSource) -> str:

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sluice_operator import names, quantities
-from sluice_operator.pipeline import AUTO, FUSED, Pipeline
+from sluice_core import quantities
+from sluice_core.spec import AUTO, FUSED, Pipeline
+
+from sluice_operator import names
 from sluice_operator.render import CONTAINER_NAME
 
 READY = "Ready"

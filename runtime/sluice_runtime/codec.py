@@ -11,14 +11,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
+from sluice_core.invocation import BUDGET_PARAMETER
 
 from sluice_runtime.datatypes import BY_NAME, Datatype, from_numpy
 from sluice_runtime.errors import DeadlineUnmeetable, InvalidInput
 from sluice_runtime.protocol import inference_pb2 as pb
 
-# The remaining end-to-end budget of a request, in milliseconds, as a request
-# parameter: a pipeline router passes it down so each stage knows its deadline.
-BUDGET_PARAMETER = "sluice-budget-ms"
+# BUDGET_PARAMETER: the remaining end-to-end budget of a request, in milliseconds, as a
+# request parameter: a pipeline router passes it down so each stage knows its deadline.
 
 _MAX_ELEMENTS = 1 << 31
 

@@ -1,16 +1,12 @@
-"""Pipelines: an InferencePipeline manifest, and stages chained under one deadline."""
+"""Pipelines: stages chained under one deadline (the manifest is parsed by sluice_core.spec)."""
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
-import yaml
 
 from sluice_runtime.concurrency import ConcurrencyLimit
 from sluice_runtime.errors import (
@@ -22,84 +18,11 @@ from sluice_runtime.errors import (
     refused_for_load,
 )
 from sluice_runtime.servable import Servable, select_outputs
-from sluice_runtime.settings import BatchingConfig
 from sluice_runtime.signature import DYNAMIC, InferenceRequest, ModelSignature, validate_request
 
 
 class PipelineError(ValueError):
     """A manifest or a stage wiring the runtime cannot serve."""
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    """One stage as the manifest declares it."""
-
-    name: str
-    uri: str
-    sha256: str | None
-    max_batch_size: int | None
-    max_delay_ms: float | None
-
-    def batching(self, defaults: BatchingConfig) -> BatchingConfig:
-        """The stage's batching: its own settings over the runtime's defaults."""
-        changes: dict[str, Any] = {}
-        if self.max_batch_size is not None:
-            changes["max_batch_size"] = self.max_batch_size
-        if self.max_delay_ms is not None:
-            changes["max_delay_ms"] = self.max_delay_ms
-        return defaults.updated(changes)
-
-
-@dataclass(frozen=True)
-class PipelineSpec:
-    """The parts of an InferencePipeline the runtime needs."""
-
-    name: str
-    slo_ms: float | None
-    stages: tuple[StageSpec, ...]
-
-
-def _field(mapping: Mapping[str, Any], key: str, where: str) -> Any:
-    if not isinstance(mapping, Mapping) or key not in mapping:
-        raise PipelineError(f"{where}.{key} is required")
-    return mapping[key]
-
-
-def parse_pipeline(manifest: Mapping[str, Any]) -> PipelineSpec:
-    """Read an InferencePipeline manifest; errors name the offending field."""
-    name = _field(_field(manifest, "metadata", "pipeline"), "name", "metadata")
-    spec = _field(manifest, "spec", "pipeline")
-    stages_raw = _field(spec, "stages", "spec")
-    if not isinstance(stages_raw, list) or not stages_raw:
-        raise PipelineError("spec.stages must be a non-empty list")
-    stages = []
-    for index, raw in enumerate(stages_raw):
-        where = f"spec.stages[{index}]"
-        model = _field(raw, "model", where)
-        batching = raw.get("batching") or {}
-        stages.append(StageSpec(
-            name=str(_field(raw, "name", where)),
-            uri=str(_field(model, "uri", f"{where}.model")),
-            sha256=model.get("sha256"),
-            max_batch_size=batching.get("maxBatchSize"),
-            max_delay_ms=batching.get("maxDelayMs"),
-        ))
-    names = [s.name for s in stages]
-    if len(set(names)) != len(names):
-        raise PipelineError(f"spec.stages: stage names must be unique, got {names}")
-    if name in names:
-        raise PipelineError(f"metadata.name '{name}' must differ from every stage name")
-    slo = (spec.get("slo") or {}).get("latencyMs")
-    return PipelineSpec(str(name), float(slo) if slo is not None else None, tuple(stages))
-
-
-def load_pipeline(path: Path) -> PipelineSpec:
-    """Parse a manifest file (YAML or JSON)."""
-    try:
-        manifest = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise PipelineError(f"cannot read pipeline manifest {path}: {exc}") from exc
-    return parse_pipeline(manifest)
 
 
 def shapes_compatible(produced: tuple[int, ...], accepted: tuple[int, ...]) -> bool:

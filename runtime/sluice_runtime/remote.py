@@ -12,27 +12,15 @@ import numpy as np
 
 from sluice_runtime.codec import decode_response, encode_request
 from sluice_runtime.datatypes import BY_NAME
-from sluice_runtime.errors import DeadlineUnmeetable, InferenceError
+from sluice_runtime.errors import DeadlineUnmeetable, InferenceError, Status
+from sluice_runtime.grpcstatus import data_plane_status
 from sluice_runtime.latency import EWMA_WEIGHT
+from sluice_runtime.protocol import GRPC_MESSAGE_OPTIONS
 from sluice_runtime.protocol import inference_pb2 as pb
 from sluice_runtime.protocol.inference_pb2_grpc import GRPCInferenceServiceStub
 from sluice_runtime.signature import InferenceRequest, ModelSignature, TensorSpec
 
 log = logging.getLogger(__name__)
-
-# Batched tensors easily exceed gRPC's 4 MiB default.
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024
-GRPC_MESSAGE_OPTIONS = [
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    # Image-sized tensors (600 KB for 224x224 FP32) arrive in many small reads and window
-    # updates by default; larger reads and a deeper window cut the receive cost by ~10%
-    # (bench/overload.py), and under overload every request must be received to be refused.
-    ("grpc.experimental.tcp_min_read_chunk_size", 1 << 20),
-    ("grpc.experimental.tcp_max_read_chunk_size", 8 << 20),
-    ("grpc.http2.lookahead_bytes", 4 << 20),
-]
-
 
 def signature_from_metadata(metadata: pb.ModelMetadataResponse) -> ModelSignature:
     """A model signature from an OIP ModelMetadata response."""
@@ -132,7 +120,7 @@ class RemoteModel:
                 raise InferenceError(
                     f"stage '{self.name}' at {replica.target} {problem} "
                     f"(gave up after {timeout_s:g} s)",
-                    grpc.StatusCode.UNAVAILABLE,
+                    Status.UNAVAILABLE,
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
@@ -141,7 +129,7 @@ class RemoteModel:
         if signature != self.signature:
             raise InferenceError(
                 f"stage '{self.name}' at {replica.target} serves a different signature than "
-                f"its other replicas", grpc.StatusCode.FAILED_PRECONDITION,
+                f"its other replicas", Status.FAILED_PRECONDITION,
             )
 
     async def _watch(self) -> None:
@@ -190,7 +178,7 @@ class RemoteModel:
                       if r.ready and not r.removed and r is not avoid]
         if not candidates:
             raise InferenceError(f"stage '{self.name}': no replica is ready",
-                                 grpc.StatusCode.UNAVAILABLE)
+                                 Status.UNAVAILABLE)
         return min(candidates, key=lambda r: r.outstanding)
 
     def predicted_latency_s(self, now: float, rows: int) -> float:
@@ -219,7 +207,8 @@ class RemoteModel:
                 response = await self._call(replica, request)
         except grpc.aio.AioRpcError as exc:
             raise InferenceError(
-                f"stage '{self.name}' at {replica.target}: {exc.details()}", exc.code()
+                f"stage '{self.name}' at {replica.target}: {exc.details()}",
+                data_plane_status(exc.code())
             ) from None
         per_row_s = (time.monotonic() - started) / max(request.rows, 1)
         self._seconds_per_row += EWMA_WEIGHT * (per_row_s - self._seconds_per_row)

@@ -8,6 +8,7 @@ import signal
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from sluice_core.spec import SpecError, load_pipeline
 
 from sluice_runtime.admin import AdminServer
 from sluice_runtime.adminauth import AdminAuth
@@ -17,8 +18,9 @@ from sluice_runtime.errors import InferenceError, StartupError
 from sluice_runtime.executors import ExecutorPool
 from sluice_runtime.metrics import RuntimeMetrics
 from sluice_runtime.model import OnnxModel
-from sluice_runtime.pipeline import PipelineError, PipelineModel, load_pipeline
-from sluice_runtime.remote import GRPC_MESSAGE_OPTIONS, RemoteModel
+from sluice_runtime.pipeline import PipelineError, PipelineModel
+from sluice_runtime.protocol import GRPC_MESSAGE_OPTIONS
+from sluice_runtime.remote import RemoteModel
 from sluice_runtime.requestlog import RequestLog
 from sluice_runtime.servable import Servable
 from sluice_runtime.servicer import InferenceServicer, ServerState, add_inference_service
@@ -105,7 +107,7 @@ class RuntimeServer:
                 return 0
             try:
                 loading.result()
-            except (PipelineError, ModelSourceError, InferenceError) as exc:
+            except (PipelineError, SpecError, ModelSourceError, InferenceError) as exc:
                 raise StartupError(getattr(exc, "message", None) or str(exc)) from None
             if self.settings.executors is None:
                 watcher = asyncio.create_task(self._follow_cpu())
@@ -189,12 +191,13 @@ class RuntimeServer:
                 source = overrides.pop(stage.name, None) or ModelSource(
                     stage.name, stage.uri, stage.sha256
                 )
-                stages.append(await self._load_local(source, stage.batching(settings.batching)))
+                batching = settings.batching.updated({"max_batch_size": stage.max_batch_size,
+                                                      "max_delay_ms": stage.max_delay_ms})
+                stages.append(await self._load_local(source, batching))
             self._register(stages[-1])
         for source in overrides.values():  # --model entries that are not stages
             self._register(await self._load_local(source, settings.batching))
-        slo_ms = spec.slo_ms or settings.batching.default_slo_ms
-        self._register(PipelineModel(spec.name, stages, slo_ms))
+        self._register(PipelineModel(spec.name, stages, spec.latency_ms))
 
     async def _follow_cpu(self) -> None:
         """Re-read the CPU allocation; an in-place resize changes it under us."""

@@ -24,7 +24,14 @@ from sluice_runtime.codec import (
     request_deadline,
     requested_outputs,
 )
-from sluice_runtime.errors import InferenceError, InvalidInput, ModelNotFound, ShuttingDown
+from sluice_runtime.errors import (
+    InferenceError,
+    InvalidInput,
+    ModelNotFound,
+    ShuttingDown,
+    Status,
+)
+from sluice_runtime.grpcstatus import grpc_code
 from sluice_runtime.metrics import RuntimeMetrics
 from sluice_runtime.protocol import inference_pb2 as pb
 from sluice_runtime.protocol.inference_pb2_grpc import GRPCInferenceServiceServicer
@@ -103,7 +110,7 @@ class InferenceServicer(GRPCInferenceServiceServicer):
         try:
             self._lookup(request.name, request.version)
         except InferenceError as exc:
-            await context.abort(exc.code, exc.message)
+            await context.abort(grpc_code(exc.code), exc.message)
         return pb.ModelReadyResponse(ready=self._state.ready and not self._state.draining)
 
     async def ServerMetadata(
@@ -119,7 +126,7 @@ class InferenceServicer(GRPCInferenceServiceServicer):
         try:
             servable = self._lookup(request.name, request.version)
         except InferenceError as exc:
-            await context.abort(exc.code, exc.message)
+            await context.abort(grpc_code(exc.code), exc.message)
 
         def tensors(specs: tuple[TensorSpec, ...]) -> list[pb.ModelMetadataResponse.TensorMetadata]:
             return [
@@ -141,14 +148,13 @@ class InferenceServicer(GRPCInferenceServiceServicer):
         """Decode, validate, queue, answer; errors become their gRPC status."""
         arrival = time.monotonic()
         label = _UNKNOWN_MODEL_LABEL
-        code = grpc.StatusCode.CANCELLED  # unless we get to say otherwise
+        code = Status.CANCELLED  # unless we get to say otherwise
         self._state.enter()
         try:
             if self._state.draining:
                 raise ShuttingDown("the server is shutting down; retry on another replica")
             if not self._state.ready:
-                raise InferenceError("the server is still loading models",
-                                     grpc.StatusCode.UNAVAILABLE)
+                raise InferenceError("the server is still loading models", Status.UNAVAILABLE)
             servable = self._lookup(request.model_name, request.model_version)
             label = servable.name
             deadline = request_deadline(
@@ -162,17 +168,17 @@ class InferenceServicer(GRPCInferenceServiceServicer):
             validate_request(servable.signature, inference)
             outputs = await servable.infer(inference)
             response = encode_response(servable.name, request.id, outputs)
-            code = grpc.StatusCode.OK
+            code = Status.OK
             if time.monotonic() > deadline:
                 self._metrics.late.labels(label).inc()
             return response
         except InferenceError as exc:
             code = exc.code
-            await context.abort(exc.code, exc.message)
+            await context.abort(grpc_code(code), exc.message)
         except Exception as exc:  # a bug: the caller still gets a status that says so
             log.exception("ModelInfer failed unexpectedly")
-            code = grpc.StatusCode.INTERNAL
-            await context.abort(code, f"internal error: {type(exc).__name__}: {exc}")
+            code = Status.INTERNAL
+            await context.abort(grpc_code(code), f"internal error: {type(exc).__name__}: {exc}")
         finally:
             self._state.leave()
             self._metrics.requests.labels(label, code.name).inc()

@@ -7,14 +7,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sluice_core.invocation import RuntimeInvocation
+
+# The defaults live with the command line that sets them (sluice_core.invocation).
+_DEFAULT = RuntimeInvocation()
+
 
 @dataclass(frozen=True)
 class BatchingConfig:
     """How one model forms batches; replaced whole on live reconfiguration."""
 
-    max_batch_size: int = 8  # rows per batch
-    max_delay_ms: float = 2.0  # longest the oldest request waits for a batch to fill
-    default_slo_ms: float = 1000.0  # deadline for requests that carry none
+    max_batch_size: int = _DEFAULT.max_batch_size  # rows per batch
+    max_delay_ms: float = _DEFAULT.max_delay_ms  # longest the oldest request waits to batch
+    default_slo_ms: float = _DEFAULT.default_slo_ms  # deadline for requests that carry none
 
     def __post_init__(self) -> None:
         if isinstance(self.max_batch_size, bool) or not isinstance(self.max_batch_size, int):
@@ -66,17 +71,17 @@ class RuntimeSettings:
     models: tuple[ModelSource, ...] = ()
     pipeline_file: Path | None = None
     remotes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # stage -> replicas
-    host: str = "127.0.0.1"
-    port: int = 8001
-    metrics_port: int = 8002
+    host: str = _DEFAULT.host
+    port: int = _DEFAULT.port
+    metrics_port: int = _DEFAULT.metrics_port
     batching: BatchingConfig = BatchingConfig()
-    max_queue_size: int = 1024  # requests per model before RESOURCE_EXHAUSTED
+    max_queue_size: int = _DEFAULT.max_queue_size  # per model, before RESOURCE_EXHAUSTED
     executors: int | None = None  # None: follow the CPU allocation
     max_threads_per_batch: int | None = None  # None: as many as the cores
     cgroup_root: Path | None = None  # None: the process's own cgroup, from /proc/self
-    cpu_poll_interval_s: float = 1.0
+    cpu_poll_interval_s: float = _DEFAULT.cpu_poll_interval_s
     request_log: str | None = None  # path, or "-" for stdout
-    model_cache_dir: Path = Path("/tmp/sluice-models")
-    drain_timeout_s: float = 30.0
+    model_cache_dir: Path = Path(_DEFAULT.model_cache_dir)
+    drain_timeout_s: float = _DEFAULT.drain_timeout_s
     admin_token_file: Path | None = None  # bearer token of the admin API (/v1/…)
-    remote_connect_timeout_s: float = 300.0
+    remote_connect_timeout_s: float = _DEFAULT.remote_connect_timeout_s

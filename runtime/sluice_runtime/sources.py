@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import urllib.parse
 import urllib.request
 from pathlib import Path
+
+from sluice_core.sources import CLAIM, URL, MalformedSource, UnsupportedSource, parse_model_uri
 
 _CHUNK = 1 << 20
 
@@ -45,18 +46,16 @@ def _download(url: str, cache_dir: Path) -> Path:
 
 def resolve(uri: str, sha256: str | None, cache_dir: Path) -> Path:
     """A local path holding the model named by ``uri``, checked against ``sha256`` if given."""
-    parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme in ("http", "https"):
-        path = _download(uri, cache_dir)
-    elif parsed.scheme == "file":
-        path = Path(urllib.parse.unquote(parsed.netloc + parsed.path))
-    elif parsed.scheme == "":
-        path = Path(uri)
-    else:
+    try:
+        location = parse_model_uri(uri, bare_paths=True)
+    except (UnsupportedSource, MalformedSource) as exc:
+        raise ModelSourceError(f"model source {uri!r}: {exc}") from None
+    if location.kind == CLAIM:
         raise ModelSourceError(
-            f"model source {uri!r}: scheme {parsed.scheme!r} is not served by the runtime "
-            "(use a path, file://, http:// or https://)"
+            f"model source {uri!r}: a pvc:// claim is mounted by the operator; give the "
+            "runtime the mounted path"
         )
+    path = _download(uri, cache_dir) if location.kind == URL else Path(location.location)
     if not path.is_file():
         raise ModelSourceError(f"model source {uri!r}: no file at {path}")
     if sha256 is not None and (actual := sha256_of(path)) != sha256.lower():

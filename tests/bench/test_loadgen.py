@@ -1,8 +1,8 @@
 """The load generator: its pure parts in-process, its client as a subprocess.
 
-The client side (``sluice_runtime.loadgen``) imports the protocol stubs, which this
+The client side (``sluice_local.loadgen``) imports the protocol stubs, which this
 process must never load (see tests/conftest.py), so it runs as ``python -m`` against a
-real runtime process; only ``sluice_runtime.arrivals`` is imported here.
+real runtime process; only ``sluice_local.records`` is imported here.
 """
 
 from __future__ import annotations
@@ -14,121 +14,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sluice_runtime import arrivals
+from sluice_local import records as stats
 
 from tests.runtime.harness import Runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def rng(seed: int = 7) -> np.random.Generator:
-    return np.random.default_rng(seed)
-
-
-# --- arrival processes -------------------------------------------------------------------
-
-
-def test_poisson_is_sorted_within_the_window_and_near_its_rate():
-    offsets = arrivals.poisson(200.0, 50.0, rng())
-    assert np.all(np.diff(offsets) >= 0)
-    assert offsets.min() >= 0
-    assert offsets.max() < 50.0
-    # 10,000 expected arrivals: the count's standard deviation is 100.
-    assert abs(len(offsets) - 10_000) < 500
-    gaps = np.diff(offsets)
-    # Exponential gaps: the coefficient of variation is 1.
-    assert gaps.std() / gaps.mean() == pytest.approx(1.0, abs=0.05)
-
-
-def test_poisson_is_reproducible_from_its_seed():
-    first, second = (arrivals.poisson(50.0, 10.0, rng(1)) for _ in range(2))
-    assert np.array_equal(first, second)
-
-
-@pytest.mark.parametrize(("rate", "duration"), [(0.0, 1.0), (-1.0, 1.0), (1.0, 0.0)])
-def test_poisson_rejects_non_positive_arguments(rate, duration):
-    with pytest.raises(ValueError, match="must be > 0"):
-        arrivals.poisson(rate, duration, rng())
-
-
-def test_mmpp_keeps_the_mean_of_its_rates_and_is_burstier_than_poisson():
-    duration = 2_000.0
-    offsets = arrivals.mmpp([50.0, 350.0], 5.0, duration, rng())
-    assert np.all(np.diff(offsets) >= 0)
-    assert len(offsets) / duration == pytest.approx(200.0, rel=0.1)
-    counts = np.bincount(offsets.astype(int), minlength=int(duration))
-    poisson_counts = np.bincount(
-        arrivals.poisson(200.0, duration, rng()).astype(int), minlength=int(duration)
-    )
-    assert counts.std() > 5 * poisson_counts.std()
-
-
-@pytest.mark.parametrize(
-    ("rates", "message"), [([100.0], "at least two"), ([10.0, -1.0], ">= 0")]
-)
-def test_mmpp_rejects_bad_rates(rates, message):
-    with pytest.raises(ValueError, match=message):
-        arrivals.mmpp(rates, 1.0, 10.0, rng())
-
-
-def test_bursty_fallback_has_the_requested_mean():
-    offsets = arrivals.bursty(100.0, 2_000.0, rng())
-    assert len(offsets) / 2_000.0 == pytest.approx(100.0, rel=0.1)
-
-
-def test_from_counts_puts_each_count_in_its_second():
-    counts = [3, 0, 5, 1]
-    offsets = arrivals.from_counts(counts, rng())
-    assert np.all(np.diff(offsets) >= 0)
-    assert np.bincount(offsets.astype(int), minlength=4).tolist() == counts
-
-
-def test_from_counts_rejects_negative_counts():
-    with pytest.raises(ValueError, match="second 1 is negative"):
-        arrivals.from_counts([1, -2], rng())
-
-
-def test_read_trace_skips_blank_lines(tmp_path):
-    path = tmp_path / "trace.txt"
-    path.write_text("41\n28\n\n 42 \n")
-    assert arrivals.read_trace(path) == [41, 28, 42]
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [("4\nfour\n", r"trace.txt:2: expected an integer, got 'four'"),
-     ("4\n-1\n", r"trace.txt:2: request count must be >= 0"),
-     ("\n\n", "no request counts")],
-)
-def test_read_trace_names_the_bad_line(tmp_path, text, message):
-    path = tmp_path / "trace.txt"
-    path.write_text(text)
-    with pytest.raises(ValueError, match=message):
-        arrivals.read_trace(path)
-
-
-def test_scale_counts_keeps_the_mean_even_below_one_per_second():
-    counts = [3] * 10_000
-    scaled = arrivals.scale_counts(counts, 0.1, rng())
-    assert set(scaled) <= {0, 1}
-    assert np.mean(scaled) == pytest.approx(0.3, abs=0.02)
-
-
-def test_scale_counts_by_an_integer_is_exact():
-    assert arrivals.scale_counts([1, 2, 3], 2.0, rng()) == [2, 4, 6]
-
-
-def test_scale_to_rate():
-    assert arrivals.scale_to_rate([100, 300], 50.0) == pytest.approx(0.25)
-    with pytest.raises(ValueError, match="no requests"):
-        arrivals.scale_to_rate([0, 0], 50.0)
-
-
 # --- statistics --------------------------------------------------------------------------
 
 
 def records(rows):
-    out = arrivals.Records()
+    out = stats.Records()
     for scheduled, sent, latency, code in rows:
         out.add(scheduled, sent, latency, code)
     return out
@@ -143,7 +40,7 @@ def test_summarize_counts_goodput_within_the_slo_and_errors_by_code():
         (1.8, 1.8, 0.002, "RESOURCE_EXHAUSTED"),
         (1.9, 1.9, 0.100, "OK"),  # last completion at 2.0 s
     ]
-    summary = arrivals.summarize(records(rows), slo_ms=100.0)
+    summary = stats.summarize(records(rows), slo_ms=100.0)
     assert summary.requests == 6
     assert summary.ok == 4
     assert summary.window_s == pytest.approx(2.0)
@@ -154,13 +51,13 @@ def test_summarize_counts_goodput_within_the_slo_and_errors_by_code():
 
 
 def test_summarize_without_slo_counts_every_success_as_good():
-    summary = arrivals.summarize(records([(0.0, 0.0, 5.0, "OK"), (1.0, 1.0, 0.5, "OK")]))
+    summary = stats.summarize(records([(0.0, 0.0, 5.0, "OK"), (1.0, 1.0, 0.5, "OK")]))
     assert summary.goodput == summary.throughput
 
 
 def test_summarize_leaves_warmup_out():
     rows = [(0.1, 0.1, 9.0, "UNAVAILABLE"), (1.0, 1.0, 0.010, "OK"), (2.0, 2.0, 0.010, "OK")]
-    summary = arrivals.summarize(records(rows), warmup_s=0.5)
+    summary = stats.summarize(records(rows), warmup_s=0.5)
     assert summary.requests == 2
     assert summary.errors == {}
     assert summary.window_s == pytest.approx(2.01 - 0.5)
@@ -168,13 +65,13 @@ def test_summarize_leaves_warmup_out():
 
 def test_latency_is_counted_from_the_scheduled_time():
     # Sent 30 ms late: the client's lateness shows as send lag and stays in the latency.
-    summary = arrivals.summarize(records([(1.0, 1.030, 0.040, "OK")]))
+    summary = stats.summarize(records([(1.0, 1.030, 0.040, "OK")]))
     assert summary.p50_ms == pytest.approx(40.0)
     assert summary.send_lag_p99_ms == pytest.approx(30.0)
 
 
 def test_summarize_of_nothing_is_empty_not_an_error():
-    summary = arrivals.summarize(arrivals.Records(), slo_ms=10.0)
+    summary = stats.summarize(stats.Records(), slo_ms=10.0)
     assert summary.requests == 0
     assert summary.throughput == 0.0
     assert np.isnan(summary.p99_ms)
@@ -182,12 +79,12 @@ def test_summarize_of_nothing_is_empty_not_an_error():
 
 def test_percentiles_are_observed_values_by_nearest_rank():
     values = list(range(1, 101))
-    assert arrivals.percentile(values, 50) == 50
-    assert arrivals.percentile(values, 99) == 99
-    assert arrivals.percentile(values, 100) == 100
-    assert arrivals.percentile([3.0, 1.0], 50) == 1.0
+    assert stats.percentile(values, 50) == 50
+    assert stats.percentile(values, 99) == 99
+    assert stats.percentile(values, 100) == 100
+    assert stats.percentile([3.0, 1.0], 50) == 1.0
     with pytest.raises(ValueError, match="within"):
-        arrivals.percentile(values, 101)
+        stats.percentile(values, 101)
 
 
 # --- the client, end to end against a runtime process -------------------------------------
@@ -203,7 +100,7 @@ def runtime(tmp_path_factory, example_models):
 
 def loadgen(runtime, *args):
     return subprocess.run(
-        [sys.executable, "-m", "sluice_runtime.loadgen", "--target", runtime.url, *args],
+        [sys.executable, "-m", "sluice_local.loadgen", "--target", runtime.url, *args],
         capture_output=True, text=True, timeout=300, check=False,
     )
 

@@ -1,6 +1,7 @@
 
 import pytest
-from sluice_operator.pipeline import Bounds, InvalidPipeline, parse_pipeline
+from sluice_core.spec import Bounds
+from sluice_operator.pipeline import InvalidPipeline, parse_pipeline, stage_source
 
 from tests.operator.crd import example, served, setter
 
@@ -11,7 +12,7 @@ def test_example_parses_with_crd_defaults():
     assert (pipeline.latency_ms, pipeline.percentile) == (100, 99.0)
     assert [s.name for s in pipeline.stages] == ["intent", "policy", "response"]
     intent = pipeline.stages[0]
-    assert intent.source.source == "/models/intent.onnx"
+    assert stage_source(intent).source == "/models/intent.onnx"
     assert intent.cpu == Bounds("1", "500m", "2")
     assert intent.memory == Bounds("512Mi", "256Mi", "1Gi")
     assert (intent.min_replicas, intent.max_replicas) == (1, 4)
@@ -49,11 +50,12 @@ def test_defaults_fill_a_minimal_stage():
         (setter("spec", "stages", 0, "model", "uri", value="s3://bucket/intent.onnx"),
          "UnsupportedModelURI", "stage 'intent': model URI scheme 's3'"),
         (setter("spec", "stages", 1, "model", "uri", value="pvc://claim"),
-         "InvalidModelURI", "stage 'policy'"),
+         "InvalidModelURI", "spec.stages[1].model.uri"),
         (setter("spec", "stages", 0, "name", value="dialogue"), "ModelNameClash",
          "rename the stage"),
-        (setter("metadata", "name", value="p" * 60), "InvalidName", "63-character"),
-        (setter("spec", "stages", 2, "name", value="r" * 60), "InvalidName", "shorten"),
+        (setter("metadata", "name", value="p" * 60), "InvalidName", "at most 56 characters"),
+        (setter("spec", "stages", 2, "name", value="r" * 60), "InvalidName",
+         "at most 54 characters"),
         (setter("metadata", "name", value="9lives"), "InvalidName", "DNS-1035"),
     ],
 )
@@ -67,9 +69,8 @@ def test_semantic_problems_name_what_to_fix(change, reason, says):
     assert says in caught.value.message
 
 
-def test_missing_field_from_an_old_crd_is_reported():
+def test_a_field_an_older_crd_did_not_default_takes_the_crds_default():
     body = served(example())
     del body["spec"]["stages"][0]["batching"]
-    with pytest.raises(InvalidPipeline, match="'batching'") as caught:
-        parse_pipeline(body)
-    assert caught.value.reason == "InvalidSpec"
+    stage = parse_pipeline(body).stages[0]
+    assert (stage.max_batch_size, stage.max_delay_ms) == (8, 2.0)

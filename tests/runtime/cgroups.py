@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sluice_runtime.cgroupfs import (
+from sluice_local.cgroupfs import (
     in_cgroup,
     make_cpu_cgroup,
     remove_cgroup,

@@ -109,7 +109,7 @@ def test_stages_that_do_not_fit_together_stop_the_server_with_a_clear_message(
 
 def test_a_manifest_without_stages_is_refused(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("metadata: {name: p}\nspec: {stages: []}\n")
+    bad.write_text("metadata: {name: p}\nspec: {slo: {latencyMs: 50}, stages: []}\n")
     process = subprocess.run(
         [sys.executable, "-m", "sluice_runtime", "serve", "--pipeline", str(bad),
          "--port", "0", "--metrics-port", "0"],

@@ -28,9 +28,9 @@ def write(path: Path, text: str) -> Path:
 
 CASES = [
     ("manifest without metadata", lambda d, m: ["--pipeline", write(d / "p.yaml", "spec: {}\n")],
-     "metadata is required"),
+     "metadata: is required"),
     ("manifest that is not YAML", lambda d, m: ["--pipeline", write(d / "p.yaml", "a: [\n")],
-     "cannot read pipeline manifest"),
+     "not valid YAML"),
     ("missing model file", lambda d, m: ["--model", f"a={d / 'nope.onnx'}"], "no file at"),
     ("file that is not ONNX", lambda d, m: ["--model", f"a={write(d / 'bad.onnx', 'hello')}"],
      "onnxruntime cannot load"),

@@ -22,7 +22,7 @@ from sluice_runtime.batching import (
 )
 from sluice_runtime.cpu import cpu_allocation, executors_for
 from sluice_runtime.latency import LatencyModel
-from sluice_runtime.pipeline import PipelineError, parse_pipeline, shapes_compatible
+from sluice_runtime.pipeline import shapes_compatible
 from sluice_runtime.settings import BatchingConfig
 from sluice_runtime.signature import InferenceRequest
 
@@ -187,32 +187,6 @@ def test_executors_for(cores, executors):
 def test_batching_config_rejects_bad_values_naming_the_field(changes, message):
     with pytest.raises(ValueError, match=message):
         BatchingConfig().updated(changes)
-
-
-@pytest.mark.parametrize(("manifest", "message"), [
-    ({}, "metadata"),
-    ({"metadata": {"name": "p"}}, "spec"),
-    ({"metadata": {"name": "p"}, "spec": {"stages": []}}, "spec.stages"),
-    ({"metadata": {"name": "p"}, "spec": {"stages": [{"name": "a"}]}}, r"spec.stages\[0\].model"),
-    ({"metadata": {"name": "p"}, "spec": {"stages": [{"name": "a", "model": {}}]}}, "uri"),
-    ({"metadata": {"name": "p"}, "spec": {"stages": [
-        {"name": "a", "model": {"uri": "a.onnx"}}, {"name": "a", "model": {"uri": "b.onnx"}}]}},
-     "unique"),
-    ({"metadata": {"name": "a"}, "spec": {"stages": [{"name": "a", "model": {"uri": "x"}}]}},
-     "differ"),
-])
-def test_manifest_errors_name_the_field(manifest, message):
-    with pytest.raises(PipelineError, match=message):
-        parse_pipeline(manifest)
-
-
-def test_manifest_stage_batching_overrides_defaults():
-    spec = parse_pipeline({"metadata": {"name": "p"}, "spec": {
-        "slo": {"latencyMs": 50}, "stages": [
-            {"name": "a", "model": {"uri": "a.onnx"}, "batching": {"maxBatchSize": 16}}]}})
-    assert spec.slo_ms == 50
-    config = spec.stages[0].batching(BatchingConfig(max_delay_ms=3))
-    assert (config.max_batch_size, config.max_delay_ms) == (16, 3)
 
 
 @pytest.mark.parametrize(("produced", "accepted", "ok"), [

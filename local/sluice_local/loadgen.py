@@ -8,9 +8,9 @@ that time, so a slow server cannot slow the clock down (no coordinated omission)
 
 Usage::
 
-    python -m sluice_runtime.loadgen --target 127.0.0.1:8001 --model mlp --rate 500
-    python -m sluice_runtime.loadgen --target … --model cnn --clients 8 --duration-s 10
-    python -m sluice_runtime.loadgen --target … --model mlp --trace twitter.txt --mean-rate 300
+    python -m sluice_local.loadgen --target 127.0.0.1:8001 --model mlp --rate 500
+    python -m sluice_local.loadgen --target … --model cnn --clients 8 --duration-s 10
+    python -m sluice_local.loadgen --target … --model mlp --trace twitter.txt --mean-rate 300
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
+import random
 import struct
 import sys
 import time
@@ -27,13 +29,14 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-
-from sluice_runtime import arrivals
-from sluice_runtime.codec import BUDGET_PARAMETER
+from sluice_core import arrivals
+from sluice_core.invocation import BUDGET_PARAMETER
 from sluice_runtime.datatypes import BY_NAME
+from sluice_runtime.protocol import GRPC_MESSAGE_OPTIONS
 from sluice_runtime.protocol import inference_pb2 as pb
 from sluice_runtime.protocol import inference_pb2_grpc as pb_grpc
-from sluice_runtime.remote import GRPC_MESSAGE_OPTIONS
+
+from sluice_local import records as records_mod
 
 INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
 # The event loop sleeps in whole milliseconds (epoll), so a plain sleep sends up to a
@@ -147,7 +150,7 @@ class Driver:
         self._budget_ms = budget_ms
         self._encode_budget = budget_encoder()
         self._timeout_s = timeout_s
-        self.records = arrivals.Records()
+        self.records = records_mod.Records()
 
     async def send(self, start: float, due: float) -> None:
         """Send one request due at monotonic time ``due``; record it relative to ``start``."""
@@ -159,12 +162,12 @@ class Driver:
             payload += self._encode_budget(max(remaining_ms, 0.0))
         try:
             await self._call(payload, timeout=self._timeout_s)
-            code = arrivals.OK
+            code = records_mod.OK
         except grpc.aio.AioRpcError as error:
             code = error.code().name
         self.records.add(due - start, sent - start, time.monotonic() - due, code)
 
-    async def open_loop(self, offsets: Sequence[float]) -> arrivals.Records:
+    async def open_loop(self, offsets: Sequence[float]) -> records_mod.Records:
         """Send one request at each offset (seconds from now), whatever the server does."""
         pending: set[asyncio.Task[None]] = set()
         start = time.monotonic()
@@ -178,7 +181,7 @@ class Driver:
             await asyncio.wait(pending)
         return self.records
 
-    async def closed_loop(self, clients: int, duration_s: float) -> arrivals.Records:
+    async def closed_loop(self, clients: int, duration_s: float) -> records_mod.Records:
         """Run ``clients`` loops that each send the next request when the last returns."""
         if clients < 1:
             raise LoadgenError(f"clients must be >= 1, got {clients}")
@@ -228,7 +231,7 @@ async def wait_ready(channel: grpc.aio.Channel, target: str, timeout_s: float) -
         raise LoadgenError(f"no gRPC server answered at {target} within {timeout_s:g} s") from None
 
 
-def schedule(args: argparse.Namespace, rng: np.random.Generator) -> np.ndarray:
+def schedule(args: argparse.Namespace, rng: random.Random) -> list[float]:
     """The send offsets an open-loop run asks for (Poisson rate or trace window)."""
     if args.trace is None:
         return arrivals.poisson(args.rate, args.duration_s, rng)
@@ -242,7 +245,7 @@ def schedule(args: argparse.Namespace, rng: np.random.Generator) -> np.ndarray:
         )
         return arrivals.bursty(args.mean_rate, args.duration_s, rng)
     counts = arrivals.read_trace(args.trace)
-    window = counts[args.trace_start_s : args.trace_start_s + int(np.ceil(args.duration_s))]
+    window = counts[args.trace_start_s : args.trace_start_s + math.ceil(args.duration_s)]
     if not window:
         raise LoadgenError(f"trace {args.trace} has no seconds from {args.trace_start_s}")
     factor = args.scale if args.mean_rate is None else arrivals.scale_to_rate(
@@ -254,7 +257,7 @@ def schedule(args: argparse.Namespace, rng: np.random.Generator) -> np.ndarray:
 async def run(args: argparse.Namespace) -> dict[str, object]:
     """Prepare the request, drive the load, and return the report."""
     rng = np.random.default_rng(args.seed)
-    offsets = schedule(args, rng) if args.clients is None else None
+    offsets = schedule(args, random.Random(args.seed)) if args.clients is None else None
     async with grpc.aio.insecure_channel(args.target, options=GRPC_MESSAGE_OPTIONS) as channel:
         await wait_ready(channel, args.target, args.wait_s)
         specs = args.input or await model_inputs(channel, args.model)
@@ -270,9 +273,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             records = await driver.closed_loop(args.clients, args.duration_s)
             mode = f"closed loop, {args.clients} clients"
         else:
-            records = await driver.open_loop(offsets.tolist())
+            records = await driver.open_loop(offsets)
             mode = f"open loop, {len(offsets)} requests scheduled"
-    summary = arrivals.summarize(records, slo_ms=args.slo_ms, warmup_s=args.warmup_s)
+    summary = records_mod.summarize(records, slo_ms=args.slo_ms, warmup_s=args.warmup_s)
     if args.records is not None:
         write_records(args.records, records)
     return {
@@ -285,7 +288,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def write_records(path: Path, records: arrivals.Records) -> None:
+def write_records(path: Path, records: records_mod.Records) -> None:
     """Write one CSV line per request: scheduled, sent and latency (ms), status code."""
     with path.open("w") as out:
         out.write("scheduled_ms,sent_ms,latency_ms,code\n")
@@ -313,7 +316,7 @@ def format_report(report: dict[str, object]) -> str:
 def parser() -> argparse.ArgumentParser:
     """The command line."""
     p = argparse.ArgumentParser(
-        prog="python -m sluice_runtime.loadgen", description=__doc__.splitlines()[0]
+        prog="python -m sluice_local.loadgen", description=__doc__.splitlines()[0]
     )
     p.add_argument("--target", default="127.0.0.1:8001", help="HOST:PORT of the gRPC server")
     p.add_argument("--model", required=True, help="model name to call")

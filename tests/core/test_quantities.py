@@ -1,7 +1,7 @@
 from decimal import Decimal
 
 import pytest
-from sluice_operator import quantities
+from sluice_core import quantities
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,3 @@
+from sluice_local.cli import main
+
+raise SystemExit(main())

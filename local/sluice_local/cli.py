@@ -1,0 +1,40 @@
+"""``sluice``: plan, profile and simulate pipelines on one machine."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+#: One module per subcommand, each with ``register(subparsers)``; the parser it adds sets
+#: ``run=callable(args) -> int``.
+COMMANDS = ("plan", "profile", "simulate")
+
+
+class CommandError(Exception):
+    """A user error a command reports in one line (exit status 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line."""
+    parser = argparse.ArgumentParser(prog="sluice", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"sluice_local.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``sluice``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except CommandError as exc:
+        print(f"sluice {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

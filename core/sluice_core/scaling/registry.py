@@ -6,7 +6,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sluice_core.profiles import PipelineProfile
+from sluice_core.scaling.clairvoyant import ClairvoyantPolicy
+from sluice_core.scaling.horizontal import HorizontalPolicy
+from sluice_core.scaling.hybrid import hybrid_policy
+from sluice_core.scaling.static import static_policy
 from sluice_core.scaling.types import Policy
+from sluice_core.scaling.vertical import vertical_policy
 from sluice_core.spec import Pipeline
 
 
@@ -27,7 +32,37 @@ class PolicyContext:
 
 PolicyFactory = Callable[[PolicyContext], Policy]
 
-_FACTORIES: dict[str, PolicyFactory] = {}
+
+def _static(context: PolicyContext) -> Policy:
+    return static_policy(context.pipeline, context.profile, context.peak_rps)
+
+
+def _horizontal(context: PolicyContext) -> Policy:
+    return HorizontalPolicy(context.pipeline, context.profile)
+
+
+def _vertical(context: PolicyContext) -> Policy:
+    return vertical_policy(context.pipeline, context.profile, context.mean_rps)
+
+
+def _hybrid(context: PolicyContext) -> Policy:
+    return hybrid_policy(context.pipeline, context.profile, context.mean_rps)
+
+
+def _clairvoyant(context: PolicyContext) -> Policy:
+    if context.counts_per_second is None:
+        raise ValueError("the clairvoyant bound needs the whole arrival series in advance")
+    return ClairvoyantPolicy(context.pipeline, context.profile,
+                             tuple(context.counts_per_second))
+
+
+_FACTORIES: dict[str, PolicyFactory] = {
+    "static": _static,
+    "horizontal": _horizontal,
+    "vertical": _vertical,
+    "hybrid": _hybrid,
+    "clairvoyant": _clairvoyant,
+}
 
 #: Every policy, in the order reports list them.
 POLICY_NAMES: tuple[str, ...] = ("static", "horizontal", "vertical", "hybrid", "clairvoyant")

@@ -1,0 +1,118 @@
+"""What a stage needs now, from what it was observed doing: shared by the policies that
+size cores (vertical, hybrid) so both read load and backlog the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sluice_core.planner import min_cores_for
+from sluice_core.planner.model import executor_options
+from sluice_core.profiles import ModelProfile
+from sluice_core.scaling.types import StageObservation
+
+#: Seconds within which a queued backlog should be drained: a request waiting longer than
+#: about a second has missed any interactive SLO, so capacity sized to clear the queue in a
+#: second is capacity that still saves requests.
+DRAIN_S = 1.0
+
+
+def required_rps(observation: StageObservation, drain_s: float = DRAIN_S) -> float:
+    """Rows per second the stage must serve: what arrives, plus the queue drained in
+    ``drain_s``."""
+    return observation.arrival_rps + observation.queue_depth / drain_s
+
+
+@dataclass(frozen=True)
+class RecentRates:
+    """The rates of the last ``window_s`` seconds (oldest first): a policy scales down to
+    the largest of them, not to the last, so a lull between bursts does not shed capacity
+    the next burst needs."""
+
+    window_s: float
+    samples: tuple[tuple[float, float], ...] = ()
+
+    def add(self, now_s: float, rate_rps: float) -> RecentRates:
+        """A copy with ``rate_rps`` observed at ``now_s`` and samples older than the
+        window dropped."""
+        kept = tuple((t, r) for t, r in self.samples if t > now_s - self.window_s)
+        return RecentRates(self.window_s, (*kept, (now_s, rate_rps)))
+
+    def peak(self) -> float:
+        """The largest rate in the window (0 with none)."""
+        return max((r for _, r in self.samples), default=0.0)
+
+    def mean(self) -> float:
+        """The mean rate over the window (0 with none)."""
+        return sum(r for _, r in self.samples) / len(self.samples) if self.samples else 0.0
+
+    def spans(self, now_s: float) -> bool:
+        """Whether the samples cover the whole window (a decision to scale down needs it)."""
+        return bool(self.samples) and self.samples[0][0] <= now_s - self.window_s + 1.0
+
+
+@dataclass(frozen=True)
+class CoreSizing:
+    """How a stage's replicas are sized: the model, its batching and latency budget, the
+    bounds on cores per replica, and the SLO quantile."""
+
+    model: ModelProfile
+    budget_ms: float
+    max_batch_size: int
+    max_delay_ms: float
+    min_cores: float
+    max_cores: float
+    quantile: float
+
+    def cores_for(self, rate_rps: float, replicas: int, max_cores: float | None = None,
+                  arrival_scv: float = 1.0) -> float | None:
+        """The fewest cores per replica with which ``replicas`` replicas meet the budget
+        at ``rate_rps``, up to ``max_cores`` (the sizing's own by default); None when even
+        that does not."""
+        ceiling = self.max_cores if max_cores is None else max(self.min_cores, max_cores)
+        if rate_rps <= 0:
+            return self.min_cores
+        return min_cores_for(
+            self.model, target_ms=self.budget_ms, rate_rps=rate_rps, replicas=max(1, replicas),
+            max_batch_size=self.max_batch_size, max_delay_ms=self.max_delay_ms,
+            min_cores=self.min_cores, max_cores=ceiling, arrival_scv=arrival_scv,
+            q=self.quantile)
+
+    def replicas_for(self, rate_rps: float, cores: float, max_replicas: int,
+                     arrival_scv: float = 1.0) -> int | None:
+        """The fewest replicas of ``cores`` cores that meet the budget at ``rate_rps``;
+        None when ``max_replicas`` do not."""
+        low, high = 0, max(1, max_replicas)
+        if self.cores_for(rate_rps, high, cores, arrival_scv) is None:
+            return None
+        while high - low > 1:  # more replicas never predict worse: bisect
+            middle = (low + high) // 2
+            if self.cores_for(rate_rps, middle, cores, arrival_scv) is None:
+                low = middle
+            else:
+                high = middle
+        return high
+
+    def knee_cores(self, step_cores: float = 0.25, efficiency: float = 0.6) -> float:
+        """The most cores per replica that still pay (Amdahl): beyond it a replica's
+        throughput per core falls below ``efficiency`` of the best, so capacity is cheaper
+        as more replicas than as bigger ones. A replica runs batches side by side on whole
+        cores (the runtime's executors) or one batch on all of them, whichever is faster."""
+        grid = _grid(self.min_cores, self.max_cores, step_cores)
+        per_core = [(c, self._capacity_rps(c) / c) for c in grid]
+        best = max(value for _, value in per_core)
+        return max(c for c, value in per_core if value >= efficiency * best)
+
+    def _capacity_rps(self, cores: float) -> float:
+        return max(k * self.model.throughput_rps(self.max_batch_size, cores / k)
+                   for k in executor_options(cores))
+
+
+def _grid(low: float, high: float, step: float) -> Iterable[float]:
+    values = {round(low, 3), round(high, 3)}
+    k = 1
+    while k * step < high:
+        if k * step > low:
+            values.add(round(k * step, 3))
+        k += 1
+    return sorted(values)

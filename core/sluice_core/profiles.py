@@ -131,6 +131,26 @@ class ModelProfile:
         low, high = self._at_cores(lo, batch, q), self._at_cores(hi, batch, q)
         return low + frac * (high - low)
 
+    def per_request(self, rows_per_request: int) -> ModelProfile:
+        """The same model with batches counted in requests of ``rows_per_request`` rows
+        each (a batch of ``b`` requests computes ``b * rows_per_request`` rows), for
+        workloads whose requests carry several rows (re-ranking candidates, a client's own
+        micro-batch). Batch sizes run to the most rows measured, on powers of two."""
+        if rows_per_request < 1:
+            raise ValueError(f"rows_per_request must be >= 1, got {rows_per_request}")
+        if rows_per_request == 1:
+            return self
+        most = max(1, self.batches_measured[-1] // rows_per_request)
+        sizes = sorted({1, most, *(2**k for k in range(most.bit_length()) if 2**k <= most)})
+        threads = {p.cores: p.threads for p in self.points}
+        points = tuple(
+            LatencyPoint(cores, size, threads[cores], 0,
+                         *(self.latency_ms(size * rows_per_request, cores, q)
+                           for _, q in QUANTILES))
+            for cores in self.cores_measured for size in sizes)
+        return ModelProfile(self.model, self.sha256, self.accuracy, self.load_s,
+                            self.warmup_s, self.rss_mib, points)
+
     def throughput_rps(self, batch: int, cores: float) -> float:
         """Rows per second one replica sustains back to back at ``batch`` (median latency)."""
         return batch * 1000.0 / self.latency_ms(batch, cores, 0.5)
@@ -197,6 +217,20 @@ class PipelineProfile:
         if rows >= sizes[-1]:
             return at_q[-1][1]
         return _piecewise(float(rows), at_q)
+
+    def per_request(self, rows_per_request: int) -> PipelineProfile:
+        """Every model re-expressed for requests of ``rows_per_request`` rows
+        (:meth:`ModelProfile.per_request`), hops at that request size."""
+        if rows_per_request == 1:
+            return self
+        hop = {1: (self.hop_latency_ms(rows_per_request, 0.5),
+                   self.hop_latency_ms(rows_per_request, 0.99))}
+        return PipelineProfile(
+            self.pipeline, {**self.host, "rows_per_request": rows_per_request},
+            {name: StageProfile(name, {v: m.per_request(rows_per_request)
+                                       for v, m in stage.variants.items()})
+             for name, stage in self.stages.items()},
+            hop)
 
     def to_json(self) -> dict[str, Any]:
         """The profile as the versioned JSON document."""

@@ -245,7 +245,8 @@ def load_pipeline(path: Path) -> Pipeline:
     except OSError as exc:
         raise SpecError(str(path), f"cannot read the manifest: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
-        raise SpecError(str(path), f"not valid YAML: {exc}") from None
+        # PyYAML's messages span lines (with a caret under the column): keep one line.
+        raise SpecError(str(path), f"not valid YAML: {' '.join(str(exc).split())}") from None
     return parse_pipeline(manifest)
 
 

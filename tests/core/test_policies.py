@@ -301,3 +301,13 @@ def test_an_unknown_policy_names_the_known_ones():
     context = PolicyContext(pipeline(), PROFILE, mean_rps=300, peak_rps=900)
     with pytest.raises(ValueError, match="static, horizontal"):
         make_policy("diagonal", context)
+
+
+def test_demand_is_the_entrance_rate_when_refusals_upstream_hide_it():
+    policy = vertical_policy(pipeline(), PROFILE, mean_rps=200)
+    world = Deployment(policy.initial_allocation()["a"])
+    seen = world.observe(0.0, 200)
+    hidden = dataclasses.replace(seen, entrance_rps=900.0)
+    (resize,), _ = policy.decide(hidden, policy.initial_state(), 0.0)
+    assert "900 rows/s" in resize.reason
+    assert policy.decide(seen, policy.initial_state(), 0.0)[0] == []

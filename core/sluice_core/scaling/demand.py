@@ -17,10 +17,13 @@ from sluice_core.scaling.types import StageObservation
 DRAIN_S = 1.0
 
 
-def required_rps(observation: StageObservation, drain_s: float = DRAIN_S) -> float:
-    """Rows per second the stage must serve: what arrives, plus the queue drained in
-    ``drain_s``."""
-    return observation.arrival_rps + observation.queue_depth / drain_s
+def required_rps(observation: StageObservation, entrance_rps: float | None = None,
+                 drain_s: float = DRAIN_S) -> float:
+    """Rows per second the stage must serve: what arrives (at the pipeline's entrance,
+    when known: refusals on a slow stage's behalf upstream hide its demand from its own
+    rate), plus the queue drained in ``drain_s``."""
+    arriving = max(observation.arrival_rps, entrance_rps or 0.0)
+    return arriving + observation.queue_depth / drain_s
 
 
 @dataclass(frozen=True)

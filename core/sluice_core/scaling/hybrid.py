@@ -117,7 +117,8 @@ class HybridPolicy:
         first = self.pipeline.stages[0].name
         pipeline_rates = state.pipeline_rates
         if first in observation.stages:
-            pipeline_rates = pipeline_rates.add(now_s, required_rps(observation.stages[first]))
+            pipeline_rates = pipeline_rates.add(
+                now_s, required_rps(observation.stages[first], observation.entrance_rps))
         current_plan, planned_at = state.plan, state.planned_at_s
         if now_s - planned_at >= self.replan_s and pipeline_rates.samples:
             current_plan = plan(self.pipeline, self.profile, Load(pipeline_rates.peak()))
@@ -129,12 +130,13 @@ class HybridPolicy:
             if seen is None or stage.name not in stages:
                 continue
             stage_actions, stages[stage.name] = self._decide_stage(
-                stage, current_plan.stage(stage.name), seen, stages[stage.name], now_s)
+                stage, current_plan.stage(stage.name), seen, observation.entrance_rps,
+                stages[stage.name], now_s)
             actions += stage_actions
         return actions, HybridState(current_plan, planned_at, pipeline_rates, stages)
 
     def _decide_stage(self, stage: Stage, planned: StagePlan, seen: StageObservation,
-                      state: HybridStageState,
+                      entrance_rps: float | None, state: HybridStageState,
                       now_s: float) -> tuple[list[Action], HybridStageState]:
         sizing = CoreSizing(
             model=self.profile.stage(stage.name).variant(planned.variant),
@@ -143,7 +145,7 @@ class HybridPolicy:
             max_cores=stage.cpu.max_value, quantile=self.pipeline.slo_quantile)
         size = min(max(planned.cores, sizing.min_cores), sizing.max_cores)
         knee = max(size, sizing.knee_cores(efficiency=self.knee_efficiency))
-        rate = required_rps(seen)
+        rate = required_rps(seen, entrance_rps)
         ready = seen.ready_replicas
         need = sizing.cores_for(rate, max(1, ready))
         short = need is None

@@ -78,6 +78,11 @@ class Observation:
 
     now_s: float
     stages: Mapping[str, StageObservation]
+    #: Requests per second arriving at the pipeline's entrance over the interval, refused
+    #: ones included (the router's own rate). Every request is meant for every stage, so
+    #: it is each stage's demand even when a stage downstream refuses, and refusals on its
+    #: behalf keep the stages' own arrival rates below it. None where not measured.
+    entrance_rps: float | None = None
 
 
 @dataclass(frozen=True)

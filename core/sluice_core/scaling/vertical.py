@@ -99,7 +99,7 @@ class VerticalPolicy:
             if name not in stages:
                 continue
             sizing, current = self._sizing[name], stages[name]
-            rate = required_rps(seen)
+            rate = required_rps(seen, observation.entrance_rps)
             need = sizing.cores_for(rate, 1)
             short = need is None
             cores = sizing.max_cores if need is None else need

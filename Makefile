@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 DEV_STAMP := $(VENV)/.dev-installed
 MODELS_STAMP := examples/models/.generated
 
-.PHONY: demo test test-runtime lint format proto models bench bench-overload bench-cores cluster-build cluster-up cluster-down kind-up kind-down clean
+.PHONY: demo test test-runtime lint format proto models profiles bench bench-overload bench-cores bench-scaler cluster-build cluster-up cluster-down kind-up kind-down clean
 
 $(DEV_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ proto: $(DEV_STAMP)
 	cd runtime && ../$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. \
 		sluice_runtime/protocol/inference.proto
 
+## profiles: regenerate examples/profiles/dialogue.json under real CPU quotas (needs root; a
+## few minutes; docs/profiles.md). Batches to 1024 rows: the planner may choose them.
+profiles: $(MODELS_STAMP)
+	$(PY) -m sluice_local profile examples/pipelines/dialogue.yaml --model-root examples/models \
+		--batches 1,2,4,8,16,32,64,128,256,512,1024 --out examples/profiles/dialogue.json
+
 ## bench: runtime benchmark against raw onnxruntime, a null gRPC server and MLServer (docs/bench.md)
 bench: $(MODELS_STAMP)
 	bench/setup_mlserver.sh $(PYTHON)
@@ -58,6 +64,11 @@ bench-overload: $(MODELS_STAMP)
 ## bench-cores: an in-place resize 1 -> 2 -> 1 core: lone latency, saturation, memory, spin policy (needs root; docs/bench.md)
 bench-cores: $(MODELS_STAMP)
 	$(PY) bench/cores.py --models examples/models
+
+## bench-scaler: every scaling policy in the simulator on the Twitter windows (docs/decisions.md);
+## TRACES=dir of the traces (a synthetic MMPP stands in when absent), DAY=1 adds the whole day
+bench-scaler: $(DEV_STAMP)
+	$(PY) bench/scaler.py $(if $(TRACES),--traces $(TRACES)) $(if $(DAY),--day)
 
 ## cluster-up / cluster-down: the real control plane the operator tests use, by hand
 cluster-build: $(DEV_STAMP)

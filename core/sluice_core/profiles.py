@@ -19,7 +19,11 @@ Format (JSON, ``format: sluice.profile/v1``)::
              "load_s": 0.21, "warmup_s": 0.04, "rss_mib": 71.5,
              "points": [{"cores": 1.0, "threads": 1, "batch": 8, "samples": 200,
                          "min_ms": 0.9, "p50_ms": 1.1, "p95_ms": 1.6, "p99_ms": 2.3,
-                         "max_ms": 4.0}, …]}}}}}
+                         "max_ms": 4.0, "mean_ms": 1.3}, …]}}}}}
+
+``mean_ms`` matters under a fractional quota: a batch throttled at the end of a CFS period
+waits out the period, so a few very slow batches raise the mean (what capacity depends on)
+well above the median. Files without it (older ones) take the median.
 
 ``hop_ms`` (optional) is the extra latency of one isolated hop (a gRPC call between two
 runtimes) by request rows; without it the planner uses :data:`DEFAULT_HOP_MS`.
@@ -30,7 +34,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +68,12 @@ class LatencyPoint:
     p95_ms: float
     p99_ms: float
     max_ms: float
+    #: The mean latency (throughput follows it, not the median).
+    mean_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mean_ms <= 0:
+            object.__setattr__(self, "mean_ms", self.p50_ms)
 
     def quantile_ms(self, q: float) -> float:
         """Latency at cumulative probability ``q`` in [0, 1], linear between recorded ones."""
@@ -117,18 +127,22 @@ class ModelProfile:
 
     def latency_ms(self, batch: int, cores: float, q: float = 0.5) -> float:
         """Predicted latency of one batch of ``batch`` rows at ``cores``, at quantile ``q``."""
+        return self._interpolate(batch, cores, lambda point: point.quantile_ms(q))
+
+    def _interpolate(self, batch: int, cores: float,
+                     value: Callable[[LatencyPoint], float]) -> float:
         if batch < 1 or cores <= 0:
             raise ValueError(f"batch must be >= 1 and cores > 0, got {batch}, {cores}")
         measured = self.cores_measured
         if cores <= measured[0]:
-            return self._at_cores(measured[0], batch, q) * measured[0] / cores
+            return self._at_cores(measured[0], batch, value) * measured[0] / cores
         if cores >= measured[-1]:
-            return self._at_cores(measured[-1], batch, q)
+            return self._at_cores(measured[-1], batch, value)
         hi_at = bisect.bisect_left(measured, cores)
         lo, hi = measured[hi_at - 1], measured[hi_at]
         # Linear in 1/cores between the neighbours.
         frac = (1 / lo - 1 / cores) / (1 / lo - 1 / hi)
-        low, high = self._at_cores(lo, batch, q), self._at_cores(hi, batch, q)
+        low, high = self._at_cores(lo, batch, value), self._at_cores(hi, batch, value)
         return low + frac * (high - low)
 
     def per_request(self, rows_per_request: int) -> ModelProfile:
@@ -146,19 +160,26 @@ class ModelProfile:
         points = tuple(
             LatencyPoint(cores, size, threads[cores], 0,
                          *(self.latency_ms(size * rows_per_request, cores, q)
-                           for _, q in QUANTILES))
+                           for _, q in QUANTILES),
+                         self.mean_latency_ms(size * rows_per_request, cores))
             for cores in self.cores_measured for size in sizes)
         return ModelProfile(self.model, self.sha256, self.accuracy, self.load_s,
                             self.warmup_s, self.rss_mib, points)
 
-    def throughput_rps(self, batch: int, cores: float) -> float:
-        """Rows per second one replica sustains back to back at ``batch`` (median latency)."""
-        return batch * 1000.0 / self.latency_ms(batch, cores, 0.5)
+    def mean_latency_ms(self, batch: int, cores: float) -> float:
+        """Predicted mean latency of one batch, interpolated as :meth:`latency_ms` is."""
+        return self._interpolate(batch, cores, lambda point: point.mean_ms)
 
-    def _at_cores(self, cores: float, batch: int, q: float) -> float:
+    def throughput_rps(self, batch: int, cores: float) -> float:
+        """Rows per second one batch at a time sustains back to back at ``batch`` (mean
+        latency: the slow throttled batches count)."""
+        return batch * 1000.0 / self.mean_latency_ms(batch, cores)
+
+    def _at_cores(self, cores: float, batch: int,
+                  value: Callable[[LatencyPoint], float]) -> float:
         by_batch = self._grid[cores]
         sizes = sorted(by_batch)
-        values = [(float(b), by_batch[b].quantile_ms(q)) for b in sizes]
+        values = [(float(b), value(by_batch[b])) for b in sizes]
         if len(values) == 1:
             size, ms = values[0]
             return ms * max(1.0, batch / size)
@@ -270,7 +291,7 @@ def _model_json(model: ModelProfile) -> dict[str, Any]:
         "load_s": model.load_s, "warmup_s": model.warmup_s, "rss_mib": model.rss_mib,
         "points": [
             {"cores": p.cores, "threads": p.threads, "batch": p.batch, "samples": p.samples,
-             **{key: getattr(p, key) for key, _ in QUANTILES}}
+             **{key: getattr(p, key) for key, _ in QUANTILES}, "mean_ms": p.mean_ms}
             for p in sorted(model.points, key=lambda p: (p.cores, p.batch))
         ],
     }
@@ -323,8 +344,11 @@ def _parse_point(raw: Mapping[str, Any]) -> LatencyPoint:
     cores, batch = float(raw["cores"]), int(raw["batch"])
     if cores <= 0 or batch < 1:
         raise ProfileError(f"a point needs cores > 0 and batch >= 1: {dict(raw)}")
+    mean = float(raw.get("mean_ms", values[1]))
+    if not values[0] <= mean <= values[-1]:
+        raise ProfileError(f"mean_ms must lie between min_ms and max_ms: {dict(raw)}")
     return LatencyPoint(cores, batch, int(raw.get("threads", 1)), int(raw.get("samples", 0)),
-                        *values)
+                        *values, mean)
 
 
 def load_profile(path: Path) -> PipelineProfile:
@@ -354,4 +378,4 @@ def point_from_samples(cores: float, batch: int, threads: int,
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
     return LatencyPoint(cores, batch, threads, len(ordered), ordered[0], at(0.50), at(0.95),
-                        at(0.99), ordered[-1])
+                        at(0.99), ordered[-1], sum(ordered) / len(ordered))

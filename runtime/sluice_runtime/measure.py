@@ -175,7 +175,7 @@ def measure(args: argparse.Namespace, batches: tuple[int, ...],
     except ModelSourceError as exc:
         raise MeasureError(str(exc)) from None
     try:
-        model = OnnxModel(Path(path).stem, path, args.cache_dir)
+        model = OnnxModel(path.stem, path, args.cache_dir)
         prepared_s = time.perf_counter() - started
         model.ensure_threads(max(wanted))
     except Exception as exc:  # onnxruntime's errors share no base class but Exception
@@ -183,6 +183,9 @@ def measure(args: argparse.Namespace, batches: tuple[int, ...],
     load_s = time.perf_counter() - started
     # Without shared weights the runtime serves with one thread: measure what it serves.
     usable = tuple(t for t in wanted if t in model.threads_available)
+    if not usable:
+        raise MeasureError(f"--threads {','.join(map(str, wanted))}: the model runs with "
+                           f"{list(model.threads_available)} here")
     batchable = model.signature.batchable
     sizes = batches if batchable else (1,)
     rng = np.random.default_rng(args.seed)
@@ -201,15 +204,13 @@ def measure(args: argparse.Namespace, batches: tuple[int, ...],
         before = cgroup_cpu_usage(own)
         runs = in_compute_thread(_time_all, timed, usable, sizes, warmed, args)
         after = cgroup_cpu_usage(own)
-    except MeasureError:
-        raise
     except Exception as exc:  # the model failed on random inputs
         raise MeasureError(f"model {path} fails on random inputs: "
                            f"{type(exc).__name__}: {exc}") from None
     return {
         "format": FORMAT,
         "model": str(path),
-        "sha256": sha256_of(Path(path)),
+        "sha256": sha256_of(path),
         "onnxruntime": ort.__version__,
         "cpu_allocation_cores": cores,
         "batchable": batchable,

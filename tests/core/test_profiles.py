@@ -110,4 +110,25 @@ def test_a_point_from_samples_takes_nearest_rank_quantiles():
     made = point_from_samples(1.0, 4, 1, [float(v) for v in range(100, 0, -1)])
     assert (made.min_ms, made.p50_ms, made.p95_ms, made.p99_ms, made.max_ms) == (
         1.0, 51.0, 96.0, 100.0, 100.0)
+    assert made.mean_ms == 50.5
     assert made.samples == 100
+
+
+def test_capacity_follows_the_mean_which_throttled_batches_raise_above_the_median():
+    # Under a fractional quota most batches run at full speed and a few wait out the
+    # CFS period: the median barely moves, the mean doubles.
+    throttled = point_from_samples(0.5, 8, 1, [0.4] * 90 + [5.0] * 10)
+    model = ModelProfile("m", None, 1.0, 0.1, 0.0, 1.0, (throttled,))
+    assert model.latency_ms(8, 0.5, 0.5) == pytest.approx(0.4)
+    assert model.throughput_rps(8, 0.5) == pytest.approx(8 * 1000 / 0.86)
+
+
+def test_files_without_a_mean_take_the_median_and_a_mean_out_of_range_is_refused():
+    document = PROFILE.to_json()
+    for raw in document["stages"]["s"]["variants"]["default"]["points"]:
+        del raw["mean_ms"]
+    old = parse_profile(document).stage("s").variant()
+    assert all(p.mean_ms == p.p50_ms for p in old.points)
+    document["stages"]["s"]["variants"]["default"]["points"][0]["mean_ms"] = 1e9
+    with pytest.raises(ProfileError, match="mean_ms"):
+        parse_profile(document)

@@ -223,7 +223,7 @@ def test_hybrid_scales_in_after_the_load_has_stayed_low():
     ins = kinds(world, SetReplicas)
     assert ins
     assert all(a.replicas < start for _, a in ins)
-    assert ins[0][0] >= 10 + policy.scale_down_s - 1
+    assert ins[0][0] >= policy.scale_down_s - 1, "only once the window is full"
     # at most half at a time
     counts = [start] + [a.replicas for _, a in ins]
     assert all(b >= math.ceil(a / 2) for a, b in itertools.pairwise(counts))
@@ -311,3 +311,23 @@ def test_demand_is_the_entrance_rate_when_refusals_upstream_hide_it():
     (resize,), _ = policy.decide(hidden, policy.initial_state(), 0.0)
     assert "900 rows/s" in resize.reason
     assert policy.decide(seen, policy.initial_state(), 0.0)[0] == []
+
+
+def test_hybrid_resizes_the_replicas_that_stay_before_scaling_in():
+    policy = hybrid_policy(pipeline(cpu_max="2"), PROFILE, initial_rps=2500)
+    world = run(policy, [2500] * 10 + [150] * 120)
+    scale_in = [(t, a) for t, a in kinds(world, SetReplicas)]
+    prepare = [(t, a) for t, a in kinds(world, Resize) if "before scaling in" in a.reason]
+    assert scale_in
+    assert prepare
+    assert prepare[0][0] < scale_in[0][0]
+    assert scale_in[0][0] - prepare[0][0] >= 1, "after the resize has landed"
+
+
+def test_hybrid_calls_a_scale_in_off_when_the_node_defers_its_resize():
+    policy = hybrid_policy(pipeline(cpu_max="2"), PROFILE, initial_rps=2500)
+    size = policy.initial_allocation()["a"].cores
+    world = run(policy, [2500] * 10 + [150] * 120, defer_resizes_above=size - 0.5)
+    assert any("called off" in a.reason for _, a in kinds(world, Resize))
+    start = policy.initial_allocation()["a"].replicas
+    assert all(a.replicas <= start for _, a in kinds(world, SetReplicas)), "no scale-out"

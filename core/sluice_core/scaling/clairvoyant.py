@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from sluice_core.planner import Load, Plan, plan
+from sluice_core.planner import Load, Plan, PlannerSettings, plan
 from sluice_core.profiles import PipelineProfile
 from sluice_core.scaling.types import (
     Action,
@@ -44,6 +44,7 @@ class ClairvoyantPolicy:
     profile: PipelineProfile
     counts_per_second: Sequence[int]
     interval_s: float = 1.0
+    settings: PlannerSettings = field(default_factory=PlannerSettings)
     _plans: dict[float, Plan] = field(init=False, repr=False, compare=False,
                                       default_factory=dict)
 
@@ -56,7 +57,8 @@ class ClairvoyantPolicy:
                    counts[min(second + 1, len(counts) - 1)])
         rounded = _round_up(float(rate))
         if rounded not in self._plans:
-            self._plans[rounded] = plan(self.pipeline, self.profile, Load(rounded))
+            self._plans[rounded] = plan(self.pipeline, self.profile, Load(rounded),
+                                        settings=self.settings)
         return self._plans[rounded]
 
     def initial_allocation(self) -> Mapping[str, Allocation]:

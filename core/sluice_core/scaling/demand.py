@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sluice_core.planner import min_cores_for
+from sluice_core.planner import PlannerSettings, StagePlan, min_cores_for
 from sluice_core.planner.model import executor_options
-from sluice_core.profiles import ModelProfile
+from sluice_core.profiles import ModelProfile, PipelineProfile
 from sluice_core.scaling.types import StageObservation
+from sluice_core.spec import Stage
 
 #: Seconds within which a queued backlog should be drained: a request waiting longer than
 #: about a second has missed any interactive SLO, so capacity sized to clear the queue in a
@@ -41,17 +42,34 @@ class RecentRates:
         kept = tuple((t, r) for t, r in self.samples if t > now_s - self.window_s)
         return RecentRates(self.window_s, (*kept, (now_s, rate_rps)))
 
-    def peak(self) -> float:
-        """The largest rate in the window (0 with none)."""
-        return max((r for _, r in self.samples), default=0.0)
+    def peak(self, since_s: float | None = None) -> float:
+        """The largest rate in the window, or after ``since_s`` (0 with none)."""
+        return max((r for t, r in self.samples if since_s is None or t > since_s),
+                   default=0.0)
 
-    def mean(self) -> float:
-        """The mean rate over the window (0 with none)."""
-        return sum(r for _, r in self.samples) / len(self.samples) if self.samples else 0.0
+    def mean(self, since_s: float | None = None) -> float:
+        """The mean rate over the window, or over its samples after ``since_s`` (0 with
+        none)."""
+        rates = [r for t, r in self.samples if since_s is None or t > since_s]
+        return sum(rates) / len(rates) if rates else 0.0
 
-    def spans(self, now_s: float) -> bool:
-        """Whether the samples cover the whole window (a decision to scale down needs it)."""
-        return bool(self.samples) and self.samples[0][0] <= now_s - self.window_s + 1.0
+    def spans(self, now_s: float, span_s: float | None = None) -> bool:
+        """Whether the samples cover the whole window, or its last ``span_s`` (a decision
+        to scale down needs it)."""
+        span = self.window_s if span_s is None else span_s
+        return bool(self.samples) and self.samples[0][0] <= now_s - span + 1.0
+
+
+def sizing_for(stage: Stage, planned: StagePlan, profile: PipelineProfile, quantile: float,
+               settings: PlannerSettings) -> CoreSizing:
+    """How a stage's replicas are sized under ``planned``, with the planner's headroom and
+    core granularity (one knob for planning and for sizing every second)."""
+    return CoreSizing(
+        model=profile.stage(stage.name).variant(planned.variant),
+        budget_ms=planned.budget_ms, max_batch_size=planned.max_batch_size,
+        max_delay_ms=planned.max_delay_ms, min_cores=stage.cpu.min_value,
+        max_cores=stage.cpu.max_value, quantile=quantile,
+        max_utilisation=settings.max_utilisation, step_cores=settings.cores_step)
 
 
 @dataclass(frozen=True)
@@ -66,6 +84,10 @@ class CoreSizing:
     min_cores: float
     max_cores: float
     quantile: float
+    #: The most of a replica's capacity a size may use (the planner's: the rest absorbs
+    #: bursts and model error), and the granularity of cores.
+    max_utilisation: float = 1.0
+    step_cores: float = 0.05
 
     def cores_for(self, rate_rps: float, replicas: int, max_cores: float | None = None,
                   arrival_scv: float = 1.0) -> float | None:
@@ -79,7 +101,7 @@ class CoreSizing:
             self.model, target_ms=self.budget_ms, rate_rps=rate_rps, replicas=max(1, replicas),
             max_batch_size=self.max_batch_size, max_delay_ms=self.max_delay_ms,
             min_cores=self.min_cores, max_cores=ceiling, arrival_scv=arrival_scv,
-            q=self.quantile)
+            q=self.quantile, max_utilisation=self.max_utilisation, step_cores=self.step_cores)
 
     def replicas_for(self, rate_rps: float, cores: float, max_replicas: int,
                      arrival_scv: float = 1.0) -> int | None:

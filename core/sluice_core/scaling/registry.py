@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from sluice_core.planner import PlannerSettings
 from sluice_core.profiles import PipelineProfile
 from sluice_core.scaling.clairvoyant import ClairvoyantPolicy
 from sluice_core.scaling.horizontal import HorizontalPolicy
@@ -28,13 +29,15 @@ class PolicyContext:
     mean_rps: float
     peak_rps: float
     counts_per_second: Sequence[int] | None = None
+    #: How the planner plans and the policies size cores (headroom, core granularity).
+    settings: PlannerSettings = field(default_factory=PlannerSettings)
 
 
 PolicyFactory = Callable[[PolicyContext], Policy]
 
 
 def _static(context: PolicyContext) -> Policy:
-    return static_policy(context.pipeline, context.profile, context.peak_rps)
+    return static_policy(context.pipeline, context.profile, context.peak_rps, context.settings)
 
 
 def _horizontal(context: PolicyContext) -> Policy:
@@ -42,18 +45,19 @@ def _horizontal(context: PolicyContext) -> Policy:
 
 
 def _vertical(context: PolicyContext) -> Policy:
-    return vertical_policy(context.pipeline, context.profile, context.mean_rps)
+    return vertical_policy(context.pipeline, context.profile, context.mean_rps,
+                           context.settings)
 
 
 def _hybrid(context: PolicyContext) -> Policy:
-    return hybrid_policy(context.pipeline, context.profile, context.mean_rps)
+    return hybrid_policy(context.pipeline, context.profile, context.mean_rps, context.settings)
 
 
 def _clairvoyant(context: PolicyContext) -> Policy:
     if context.counts_per_second is None:
         raise ValueError("the clairvoyant bound needs the whole arrival series in advance")
     return ClairvoyantPolicy(context.pipeline, context.profile,
-                             tuple(context.counts_per_second))
+                             tuple(context.counts_per_second), settings=context.settings)
 
 
 _FACTORIES: dict[str, PolicyFactory] = {

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
-from sluice_core.planner import Load, Plan, plan
+from sluice_core.planner import Load, Plan, PlannerSettings, plan
 from sluice_core.profiles import PipelineProfile
 from sluice_core.scaling.types import Action, Allocation, Observation
 from sluice_core.spec import Pipeline
@@ -40,6 +40,6 @@ class StaticPolicy:
 
 
 def static_policy(pipeline: Pipeline, profile: PipelineProfile, peak_rps: float,
-                  arrival_scv: float = 1.0) -> StaticPolicy:
+                  settings: PlannerSettings | None = None) -> StaticPolicy:
     """The static policy for a load peaking at ``peak_rps``."""
-    return StaticPolicy(plan(pipeline, profile, Load(peak_rps, arrival_scv)))
+    return StaticPolicy(plan(pipeline, profile, Load(peak_rps), settings=settings))

@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
-from sluice_core.planner import Load, Plan, plan
+from sluice_core.planner import Load, Plan, PlannerSettings, plan
 from sluice_core.profiles import PipelineProfile
-from sluice_core.scaling.demand import CoreSizing, RecentRates, required_rps
+from sluice_core.scaling.demand import CoreSizing, RecentRates, required_rps, sizing_for
 from sluice_core.scaling.types import (
     RESIZE_DEFERRED,
     RESIZE_INFEASIBLE,
@@ -56,21 +56,15 @@ class VerticalPolicy:
     interval_s: float = 1.0
     down_window_s: float = 10.0
     hysteresis_cores: float = 0.1
+    settings: PlannerSettings = field(default_factory=PlannerSettings)
     _sizing: dict[str, CoreSizing] = field(init=False, repr=False, compare=False,
                                            default_factory=dict)
 
     def __post_init__(self) -> None:
         for stage_plan in self.plan.stages:
             stage = self.pipeline.stage(stage_plan.stage)
-            self._sizing[stage.name] = CoreSizing(
-                model=self.profile.stage(stage.name).variant(stage_plan.variant),
-                budget_ms=stage_plan.budget_ms,
-                max_batch_size=stage_plan.max_batch_size,
-                max_delay_ms=stage_plan.max_delay_ms,
-                min_cores=stage.cpu.min_value,
-                max_cores=stage.cpu.max_value,
-                quantile=self.pipeline.slo_quantile,
-            )
+            self._sizing[stage.name] = sizing_for(stage, stage_plan, self.profile,
+                                                  self.pipeline.slo_quantile, self.settings)
 
     def initial_allocation(self) -> Mapping[str, Allocation]:
         """One replica per stage at the cores it needs for the planned (mean) load."""
@@ -132,6 +126,9 @@ def _reason(rate: float, before: float, after: float, sizing: CoreSizing, short:
 
 
 def vertical_policy(pipeline: Pipeline, profile: PipelineProfile, mean_rps: float,
-                    arrival_scv: float = 1.0) -> VerticalPolicy:
+                    settings: PlannerSettings | None = None) -> VerticalPolicy:
     """The vertical-only policy, with budgets and batching planned at ``mean_rps``."""
-    return VerticalPolicy(pipeline, profile, plan(pipeline, profile, Load(mean_rps, arrival_scv)))
+    settings = settings or PlannerSettings()
+    return VerticalPolicy(pipeline, profile,
+                          plan(pipeline, profile, Load(mean_rps), settings=settings),
+                          settings=settings)

@@ -88,4 +88,10 @@ INVALID = [
     ("duplicate-variants", stage(0, variants=[{"name": "a", "model": {"uri": "file:///a"}},
                                               {"name": "a", "model": {"uri": "file:///b"}}]),
      "spec.stages[0].variants[1]: Duplicate value"),
+    ("variant-named-default", stage(0, variants=[{"name": "default",
+                                                  "model": {"uri": "file:///a.onnx"}}]),
+     "the variant name 'default' is the stage's own model"),
+    ("accuracy-above-one", stage(0, accuracy=1.5), "spec.stages[0].accuracy"),
+    ("min-accuracy-above-one", setter("spec", "slo", "minAccuracy", value=2),
+     "spec.slo.minAccuracy"),
 ]

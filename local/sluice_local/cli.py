@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 #: One module per subcommand, each with ``register(subparsers)``; the parser it adds sets
 #: ``run=callable(args) -> int``.
@@ -16,10 +17,18 @@ class CommandError(Exception):
     """A user error a command reports in one line (exit status 2)."""
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line naming the command, like every other error of ``sluice``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
-    parser = argparse.ArgumentParser(prog="sluice", description=__doc__)
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    parser = _OneLineParser(prog="sluice", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True,
+                                       parser_class=_OneLineParser)
     for name in COMMANDS:
         importlib.import_module(f"sluice_local.commands.{name}").register(subparsers)
     return parser

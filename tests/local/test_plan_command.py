@@ -14,13 +14,6 @@ from tests.core.test_planner_model import synthetic_model
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pipelines" / "dialogue.yaml"
 
 
-@pytest.fixture(autouse=True)
-def only_plan(monkeypatch):
-    # Build only this command's parser: the others are not this test's business (and may
-    # be under construction).
-    monkeypatch.setattr(cli, "COMMANDS", ("plan",))
-
-
 @pytest.fixture
 def profile_file(tmp_path) -> Path:
     stages = {name: StageProfile(name, {"default": synthetic_model(overhead_ms=1 + i,

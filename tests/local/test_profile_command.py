@@ -12,11 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import onnx
 import pytest
 import yaml
-from onnx import TensorProto, helper, numpy_helper
 from sluice_core.profiles import load_profile
 from sluice_local import cli
 from sluice_local.cgroupfs import writable_cpu_hierarchy
@@ -24,37 +21,12 @@ from sluice_local.cgroupfs import writable_cpu_hierarchy
 from tests.runtime import models
 from tests.runtime.cgroups import scratch_cgroup
 
-# The sluice CLI with only this command: the others are written alongside.
-CLI = ("import sys, sluice_local.cli as c; c.COMMANDS = ('profile',); "
-       "sys.exit(c.main(sys.argv[1:]))")
 
-
-@pytest.fixture(autouse=True)
-def only_profile(monkeypatch):
-    monkeypatch.setattr(cli, "COMMANDS", ("profile",))
-
-
-def busy(path: Path, layers: int = 64, seq: int = 64, width: int = 512) -> Path:
-    """``x[N,seq,width]`` through ``layers`` MatMuls: compute-bound, cost linear in rows
-    (about 20 ms a row on one core here), so a batch of 8 outlasts a 0.5-core quota's
-    50 ms per period even on a machine a few times faster."""
-    weight = (np.random.default_rng(5).standard_normal((width, width))
-              / np.sqrt(width)).astype(np.float32)
-    nodes, current = [], "x"
-    for i in range(layers):
-        out = "y" if i == layers - 1 else f"h{i}"
-        nodes.append(helper.make_node("MatMul", [current, "w"], [out]))
-        current = out
-    graph = helper.make_graph(
-        nodes, "busy",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", seq, width])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", seq, width])],
-        [numpy_helper.from_array(weight, "w")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
+def busy(path: Path) -> Path:
+    """Compute-bound, cost linear in rows (about 20 ms a row on one core here), so a batch
+    of 8 outlasts a 0.5-core quota's 50 ms per period even on a machine a few times
+    faster."""
+    return models.slow(path, width=512, layers=64, seq=64)
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +157,7 @@ def worker_running(cgroup: Path) -> bool:
 def test_ctrl_c_stops_the_worker_and_removes_its_cgroup(model_dir, tmp_path):
     with scratch_cgroup() as (root, _):
         process = subprocess.Popen(
-            [sys.executable, "-c", CLI, "profile", str(model_dir / "busy.onnx"),
+            [sys.executable, "-m", "sluice_local", "profile", str(model_dir / "busy.onnx"),
              "--cores", "0.5", "--batches", "8", "--seconds-per-point", "30",
              "--out", str(tmp_path / "x.json"), "--cgroup-root", str(root)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

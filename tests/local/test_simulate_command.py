@@ -21,12 +21,6 @@ KEYS = {"policy", "slo_attainment", "p50_ms", "p99_ms", "core_seconds", "request
         "mean_cores", "peak_cores", "per_stage"}
 
 
-@pytest.fixture(autouse=True)
-def _only_simulate(monkeypatch):
-    # The other subcommands are written elsewhere; this file tests this one.
-    monkeypatch.setattr(cli, "COMMANDS", ("simulate",))
-
-
 @pytest.fixture
 def profiles(tmp_path):
     pipeline = load_pipeline(DIALOGUE)

@@ -44,12 +44,14 @@ def passthrough(path: Path, datatypes: tuple[str, ...] = tuple(DATATYPES)) -> Pa
     return _save(helper.make_graph(nodes, "passthrough", inputs, outputs), path)
 
 
-def slow(path: Path, width: int = 512, layers: int = 8) -> Path:
-    """``x[N,width]`` -> ``y[N,width]`` through ``layers`` MatMuls: cost grows with rows.
+def slow(path: Path, width: int = 512, layers: int = 8, seq: int | None = None) -> Path:
+    """``x[N,width]`` -> ``y[N,width]`` (``[N,seq,width]`` with ``seq``) through ``layers``
+    MatMuls: cost grows with rows.
 
     A request with thousands of rows keeps an executor busy long enough to queue others
     behind it, without any sleep in the model.
     """
+    shape = ["N", width] if seq is None else ["N", seq, width]
     rng = np.random.default_rng(7)
     weight = (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)
     nodes, current = [], "x"
@@ -59,8 +61,8 @@ def slow(path: Path, width: int = 512, layers: int = 8) -> Path:
         current = out
     graph = helper.make_graph(
         nodes, "slow",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", width])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
         [numpy_helper.from_array(weight, "w")],
     )
     return _save(graph, path)

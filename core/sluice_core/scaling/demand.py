@@ -3,11 +3,10 @@ size cores (vertical, hybrid) so both read load and backlog the same way."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sluice_core.planner import PlannerSettings, StagePlan, min_cores_for
-from sluice_core.planner.model import executor_options
+from sluice_core.planner.model import cores_grid, executor_options
 from sluice_core.profiles import ModelProfile, PipelineProfile
 from sluice_core.scaling.types import StageObservation
 from sluice_core.spec import Stage
@@ -123,7 +122,7 @@ class CoreSizing:
         throughput per core falls below ``efficiency`` of the best, so capacity is cheaper
         as more replicas than as bigger ones. A replica runs batches side by side on whole
         cores (the runtime's executors) or one batch on all of them, whichever is faster."""
-        grid = _grid(self.min_cores, self.max_cores, step_cores)
+        grid = cores_grid(self.min_cores, self.max_cores, step_cores)
         per_core = [(c, self._capacity_rps(c) / c) for c in grid]
         best = max(value for _, value in per_core)
         return max(c for c, value in per_core if value >= efficiency * best)
@@ -131,13 +130,3 @@ class CoreSizing:
     def _capacity_rps(self, cores: float) -> float:
         return max(k * self.model.throughput_rps(self.max_batch_size, cores / k)
                    for k in executor_options(cores))
-
-
-def _grid(low: float, high: float, step: float) -> Iterable[float]:
-    values = {round(low, 3), round(high, 3)}
-    k = 1
-    while k * step < high:
-        if k * step > low:
-            values.add(round(k * step, 3))
-        k += 1
-    return sorted(values)

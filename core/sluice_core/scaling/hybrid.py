@@ -35,7 +35,7 @@ from typing import ClassVar
 
 from sluice_core.planner import Load, Plan, PlannerSettings, StagePlan, plan
 from sluice_core.profiles import PipelineProfile
-from sluice_core.scaling.demand import RecentRates, required_rps, sizing_for
+from sluice_core.scaling.demand import CoreSizing, RecentRates, required_rps, sizing_for
 from sluice_core.scaling.types import (
     RESIZE_DEFERRED,
     RESIZE_INFEASIBLE,
@@ -148,43 +148,14 @@ class HybridPolicy:
                       now_s: float) -> tuple[list[Action], HybridStageState]:
         sizing = sizing_for(stage, planned, self.profile, self.pipeline.slo_quantile,
                             self.settings)
-        size = min(max(planned.cores, sizing.min_cores), sizing.max_cores)
-        counting = replace(sizing, max_utilisation=max(sizing.max_utilisation,
-                                                        self.replica_utilisation))
-        knee = max(size, sizing.knee_cores(efficiency=self.knee_efficiency))
-        rate = required_rps(seen, entrance_rps)
-        ready = seen.ready_replicas
-        need = sizing.cores_for(rate, max(1, ready))
-        short = need is None
-        need_cores = sizing.max_cores if need is None else need
-        needs = state.needs.add(now_s, need_cores)
-        rates = state.rates.add(now_s, rate)
-        actions: list[Action] = []
-
-        # Vertical: up at once; down to the window's peak, or at once once replicas joined.
-        cores = state.cores
-        newly_ready = ready > state.ready
-        if ready and need_cores > cores + _EPS:
-            cores = need_cores
-            actions.append(Resize(stage.name, cores, (
-                f"burst: {rate:.0f} req/s on {ready} ready replica(s) needs {cores:g} cores "
-                f"each within {sizing.budget_ms:.1f} ms (was {state.cores:g})")))
-        elif ready and state.consolidating_to is None and (
-                newly_ready or needs.spans(now_s, self.vertical_down_s)):
-            floor = need_cores if newly_ready else needs.peak(now_s - self.vertical_down_s)
-            if floor < cores - self.hysteresis_cores:
-                why = (f"{ready} replicas ready now" if newly_ready
-                       else f"the most needed over {self.vertical_down_s:g} s")
-                actions.append(Resize(stage.name, floor, (
-                    f"cores back down {cores:g} -> {floor:g}: {why} at {rate:.0f} req/s")))
-                cores = floor
-
-        # Horizontal: settle on replicas of the plan's size.
-        in_force = min((r.cores for r in seen.replicas if r.ready), default=0.0)
+        need = _Need.of(sizing, planned, seen, entrance_rps, state, now_s,
+                        self.replica_utilisation, self.knee_efficiency)
+        actions, cores = self._vertical(stage.name, need, state, now_s)
         # A resize the node defers or cannot do turns into replicas only when the cores
         # were wanted for the load (not to consolidate before a scale-in).
         blocked = next((r.resize for r in seen.replicas
                         if r.resize in (RESIZE_DEFERRED, RESIZE_INFEASIBLE)), None)
+        in_force = min((r.cores for r in seen.replicas if r.ready), default=0.0)
         called_off = state.consolidating_to is not None and blocked is not None
         if called_off:
             if cores > in_force + _EPS:
@@ -192,77 +163,151 @@ class HybridPolicy:
                     f"scale-in called off: the resize to {cores:g} cores is {blocked}")))
                 cores = in_force
             blocked = None
-        elif need_cores <= in_force + _EPS:
+        elif need.cores <= in_force + _EPS:
             blocked = None
-        grow_because = None
-        # A rise that lasts: the need stayed above the size for the whole persistence span,
-        # or for most of twice that span (a load hovering at the size would otherwise keep
-        # every replica's cores flapping by a whole step, when one more replica settles it).
-        recent = [need for t, need in needs.samples if t > now_s - self.persist_s]
-        hovering = [need > size + _EPS for t, need in needs.samples
-                    if t > now_s - 2 * self.persist_s]
-        persisted = (needs.spans(now_s, self.persist_s) and min(recent) > size + _EPS) or (
-            needs.spans(now_s, 2 * self.persist_s) and 2 * sum(hovering) >= len(hovering))
-        if short:
-            grow_because = f"even {sizing.max_cores:g} cores per replica (cpu.max) fall short"
-        elif blocked is not None:
-            grow_because = f"a resize is {blocked}"
-        elif need_cores > knee + _EPS:
-            grow_because = f"{need_cores:g} cores per replica is past the knee ({knee:g})"
-        elif persisted:
-            grow_because = (f"the load has needed more than {size:g} cores per replica for "
-                            f"{self.persist_s:g} s, or most of {2 * self.persist_s:g} s")
-        replicas = state.replicas
-        consolidating = state.consolidating_to
-        if grow_because is not None:
-            consolidating = None
+        rates = need.rates
+        replicas, consolidating = state.replicas, None
+        why, persisted = self._why_grow(need, blocked, now_s)
+        if why is not None:
             # What cores cannot cover now is wanted now; a rise that has lasted is sized
             # at its mean over the persistence span, not its peak (cores cover the rest).
-            sustained = rates.mean(since_s=now_s - self.persist_s) if persisted else rate
-            wanted = (counting.replicas_for(sustained, size, stage.max_replicas)
+            sustained = rates.mean(since_s=now_s - self.persist_s) if persisted else need.rate
+            wanted = (need.counting.replicas_for(sustained, need.size, stage.max_replicas)
                       or stage.max_replicas)
             wanted = max(wanted, replicas if blocked is None else replicas + 1)
             wanted = min(wanted, stage.max_replicas)
             if wanted > replicas:
-                actions.append(SetReplicas(stage.name, wanted, size, (
-                    f"scale out {replicas} -> {wanted} replicas of {size:g} cores: "
-                    f"{grow_because} ({rate:.0f} req/s)")))
+                actions.append(SetReplicas(stage.name, wanted, need.size, (
+                    f"scale out {replicas} -> {wanted} replicas of {need.size:g} cores: "
+                    f"{why} ({need.rate:.0f} req/s)")))
                 # The scale-in window starts again: the load that called for these
                 # replicas is in it, and shedding them at once would undo the decision.
-                replicas = wanted
-                rates = RecentRates(self.scale_down_s)
+                replicas, rates = wanted, RecentRates(self.scale_down_s)
         elif rates.spans(now_s) and seen.starting_replicas == 0 and replicas > 1:
-            # Replicas for the window's mean load at the plan's size, as long as they could
-            # carry its peak grown to cpu.max: bursts are the cores' business.
-            peak, mean = rates.peak(), rates.mean()
-            enough = max(
-                counting.replicas_for(mean * self.scale_down_margin, size,
-                                      stage.max_replicas) or replicas,
-                sizing.replicas_for(peak, sizing.max_cores, stage.max_replicas) or replicas)
-            fewer = max(enough, math.ceil(replicas / 2), stage.min_replicas, 1)
-            if fewer >= replicas:
-                consolidating = None
-            elif in_force + _EPS < size:
-                if cores + _EPS < size:
-                    actions.append(Resize(stage.name, size, (
-                        f"to {size:g} cores before scaling in to {fewer} replicas: the ones "
-                        f"that stay must carry {peak:.0f} req/s at once")))
-                    cores = size
-                consolidating = fewer
-            else:
-                actions.append(SetReplicas(stage.name, fewer, size, (
-                    f"scale in {replicas} -> {fewer} replicas: the last {self.scale_down_s:g} s "
-                    f"averaged {mean:.0f} req/s (+{self.scale_down_margin - 1:.0%} margin), "
-                    f"{enough} of {size:g} cores, and at most {peak:.0f}, within their cpu.max")))
-                replicas, consolidating = fewer, None
+            shed, replicas, cores, consolidating = self._scale_in(
+                stage, need, replicas, cores, in_force)
+            actions += shed
+            if any(isinstance(action, SetReplicas) for action in shed):
                 rates = RecentRates(self.scale_down_s)
-        else:
-            consolidating = None
         if called_off:  # wait a whole window before trying to scale in again
             rates, consolidating = RecentRates(self.scale_down_s), None
-        return actions, replace(state, replicas=replicas, cores=cores, rates=rates, needs=needs,
-                                ready=ready,
+        return actions, replace(state, replicas=replicas, cores=cores, rates=rates,
+                                needs=need.needs, ready=need.ready,
                                 consolidating_to=consolidating)
+
+    def _vertical(self, stage: str, need: _Need, state: HybridStageState,
+                  now_s: float) -> tuple[list[Action], float]:
+        """Cores up at once; down to the window's peak need, or at once when replicas
+        have just become ready. The cores asked for, and the resize if any."""
+        cores, ready = state.cores, need.ready
+        if ready and need.cores > cores + _EPS:
+            return [Resize(stage, need.cores, (
+                f"burst: {need.rate:.0f} req/s on {ready} ready replica(s) needs "
+                f"{need.cores:g} cores each within {need.sizing.budget_ms:.1f} ms "
+                f"(was {cores:g})"))], need.cores
+        newly_ready = ready > state.ready
+        if not ready or state.consolidating_to is not None or not (
+                newly_ready or need.needs.spans(now_s, self.vertical_down_s)):
+            return [], cores
+        floor = need.cores if newly_ready else need.needs.peak(now_s - self.vertical_down_s)
+        if floor >= cores - self.hysteresis_cores:
+            return [], cores
+        why = (f"{ready} replicas ready now" if newly_ready
+               else f"the most needed over {self.vertical_down_s:g} s")
+        return [Resize(stage, floor, (
+            f"cores back down {cores:g} -> {floor:g}: {why} at {need.rate:.0f} req/s"))], floor
+
+    def _why_grow(self, need: _Need, blocked: str | None,
+                  now_s: float) -> tuple[str | None, bool]:
+        """Why the stage needs more replicas now (None: it does not), and whether the
+        reason is a rise that has lasted."""
+        # A rise that lasts: the need stayed above the size for the whole persistence span,
+        # or for most of twice that span (a load hovering at the size would otherwise keep
+        # every replica's cores flapping by a whole step, when one more replica settles it).
+        size, needs = need.size, need.needs
+        recent = [cores for t, cores in needs.samples if t > now_s - self.persist_s]
+        hovering = [cores > size + _EPS for t, cores in needs.samples
+                    if t > now_s - 2 * self.persist_s]
+        persisted = (needs.spans(now_s, self.persist_s) and min(recent) > size + _EPS) or (
+            needs.spans(now_s, 2 * self.persist_s) and 2 * sum(hovering) >= len(hovering))
+        if need.short:
+            return (f"even {need.sizing.max_cores:g} cores per replica (cpu.max) fall short",
+                    False)
+        if blocked is not None:
+            return f"a resize is {blocked}", False
+        if need.cores > need.knee + _EPS:
+            return (f"{need.cores:g} cores per replica is past the knee ({need.knee:g})",
+                    False)
+        if persisted:
+            return (f"the load has needed more than {size:g} cores per replica for "
+                    f"{self.persist_s:g} s, or most of {2 * self.persist_s:g} s"), True
+        return None, False
+
+    def _scale_in(self, stage: Stage, need: _Need, replicas: int, cores: float,
+                  in_force: float) -> tuple[list[Action], int, float, int | None]:
+        """Fewer replicas for the window's mean load at the plan's size, as long as they
+        could carry its peak at cpu.max (bursts are the cores' business); those that stay
+        resized to the plan's size first. The actions, replicas, cores and the scale-in
+        under way."""
+        size, rates = need.size, need.rates
+        peak, mean = rates.peak(), rates.mean()
+        enough = max(
+            need.counting.replicas_for(mean * self.scale_down_margin, size,
+                                       stage.max_replicas) or replicas,
+            need.sizing.replicas_for(peak, need.sizing.max_cores, stage.max_replicas)
+            or replicas)
+        fewer = max(enough, math.ceil(replicas / 2), stage.min_replicas, 1)
+        if fewer >= replicas:
+            return [], replicas, cores, None
+        if in_force + _EPS < size:
+            if cores + _EPS >= size:
+                return [], replicas, cores, fewer
+            return [Resize(stage.name, size, (
+                f"to {size:g} cores before scaling in to {fewer} replicas: the ones that "
+                f"stay must carry {peak:.0f} req/s at once"))], replicas, size, fewer
+        return [SetReplicas(stage.name, fewer, size, (
+            f"scale in {replicas} -> {fewer} replicas: the last {self.scale_down_s:g} s "
+            f"averaged {mean:.0f} req/s (+{self.scale_down_margin - 1:.0%} margin), "
+            f"{enough} of {size:g} cores, and at most {peak:.0f}, within their cpu.max"))
+                ], fewer, cores, None
+
+
+@dataclass(frozen=True)
+class _Need:
+    """What one stage needs this second, and the sizes it is judged against."""
+
+    sizing: CoreSizing
+    #: The plan's cores per replica, within the stage's bounds.
+    size: float
+    #: The sizing with which replicas are counted (fuller: cores absorb the rest).
+    counting: CoreSizing
+    #: The most cores per replica that still pay (Amdahl).
+    knee: float
+    rate: float
+    ready: int
+    #: Cores per ready replica for the rate (cpu.max when even that is short).
+    cores: float
+    short: bool
+    needs: RecentRates
+    rates: RecentRates
+
+    @classmethod
+    def of(cls, sizing: CoreSizing, planned: StagePlan, seen: StageObservation,
+           entrance_rps: float | None, state: HybridStageState, now_s: float,
+           replica_utilisation: float = 0.9, knee_efficiency: float = 0.6) -> _Need:
+        """The need from the observation and the stage's memory."""
+        size = min(max(planned.cores, sizing.min_cores), sizing.max_cores)
+        rate = required_rps(seen, entrance_rps)
+        ready = seen.ready_replicas
+        cores = sizing.cores_for(rate, max(1, ready))
+        need_cores = sizing.max_cores if cores is None else cores
+        return cls(
+            sizing=sizing, size=size,
+            counting=replace(sizing, max_utilisation=max(sizing.max_utilisation,
+                                                          replica_utilisation)),
+            knee=max(size, sizing.knee_cores(efficiency=knee_efficiency)),
+            rate=rate, ready=ready, cores=need_cores, short=cores is None,
+            needs=state.needs.add(now_s, need_cores), rates=state.rates.add(now_s, rate))
 
 
 def _retune(before: Plan, after: Plan) -> list[Action]:

@@ -331,3 +331,13 @@ def test_hybrid_calls_a_scale_in_off_when_the_node_defers_its_resize():
     assert any("called off" in a.reason for _, a in kinds(world, Resize))
     start = policy.initial_allocation()["a"].replicas
     assert all(a.replicas <= start for _, a in kinds(world, SetReplicas)), "no scale-out"
+
+
+def test_hybrid_follows_a_ramp_up_without_giving_capacity_back():
+    policy = hybrid_policy(pipeline(), PROFILE, initial_rps=300)
+    ramp = [300 + 20 * s for s in range(60)] + [1500] * 30
+    world = run(policy, ramp)
+    outs = [a.replicas for _, a in kinds(world, SetReplicas)]
+    assert outs
+    assert outs == sorted(outs), "no scale-in while the load climbs"
+    assert world.cores >= 0.9 * plan(pipeline(), PROFILE, Load(1500)).cost_cores

@@ -15,9 +15,9 @@ Every second, per stage (DESIGN.md §9, "the hybrid scaler in one paragraph"):
   stop paying), or cannot be met even at ``cpu.max``, or a resize is deferred by the node
   or infeasible, the stage gets the replicas that serve the sustained load (the mean over
   the persistence span) at the plan's size. It gives replicas back when the mean load of
-  the last ``scale_down_s`` (with ``scale_down_margin``) needs fewer, provided they could
-  carry that window's peak at ``cpu.max`` (bursts are the cores' business); at most half
-  at a time, never while replicas are starting.
+  the last ``scale_down_s`` (or the load now, when higher), with ``scale_down_margin``,
+  needs fewer, provided they could carry that window's peak at ``cpu.max`` (bursts are the
+  cores' business); at most half at a time, never while replicas are starting.
 - **Replanning.** Every ``replan_s`` the planner is run again at the largest pipeline rate
   of the last ``scale_down_s``: budgets, batching and the efficient size follow the load;
   a batching change is applied live.
@@ -245,14 +245,17 @@ class HybridPolicy:
 
     def _scale_in(self, stage: Stage, need: _Need, replicas: int, cores: float,
                   in_force: float) -> tuple[list[Action], int, float, int | None]:
-        """Fewer replicas for the window's mean load at the plan's size, as long as they
-        could carry its peak at cpu.max (bursts are the cores' business); those that stay
-        resized to the plan's size first. The actions, replicas, cores and the scale-in
-        under way."""
+        """Fewer replicas for the window's mean load (or the load now, when higher) at the
+        plan's size, as long as they could carry the window's peak at cpu.max (bursts are
+        the cores' business); those that stay resized to the plan's size first. The
+        actions, replicas, cores and the scale-in under way."""
         size, rates = need.size, need.rates
         peak, mean = rates.peak(), rates.mean()
+        # The window's mean, or the load now when higher: a climbing load is no time to
+        # shed the replicas its mean no longer needs.
+        settled = max(mean, need.rate)
         enough = max(
-            need.counting.replicas_for(mean * self.scale_down_margin, size,
+            need.counting.replicas_for(settled * self.scale_down_margin, size,
                                        stage.max_replicas) or replicas,
             need.sizing.replicas_for(peak, need.sizing.max_cores, stage.max_replicas)
             or replicas)
@@ -267,7 +270,8 @@ class HybridPolicy:
                 f"stay must carry {peak:.0f} req/s at once"))], replicas, size, fewer
         return [SetReplicas(stage.name, fewer, size, (
             f"scale in {replicas} -> {fewer} replicas: the last {self.scale_down_s:g} s "
-            f"averaged {mean:.0f} req/s (+{self.scale_down_margin - 1:.0%} margin), "
+            f"averaged {mean:.0f} req/s, {need.rate:.0f} now "
+            f"(+{self.scale_down_margin - 1:.0%} margin): "
             f"{enough} of {size:g} cores, and at most {peak:.0f}, within their cpu.max"))
                 ], fewer, cores, None
 

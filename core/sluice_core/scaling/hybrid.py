@@ -17,7 +17,7 @@ Every second, per stage (DESIGN.md §9, "the hybrid scaler in one paragraph"):
   the persistence span) at the plan's size. It gives replicas back when the mean load of
   the last ``scale_down_s`` (or the load now, when higher), with ``scale_down_margin``,
   needs fewer, provided they could carry that window's peak at ``cpu.max`` (bursts are the
-  cores' business); at most half at a time, never while replicas are starting.
+  cores' business); at most half at a time, and not within ``scale_down_s`` of a scale-out.
 - **Replanning.** Every ``replan_s`` the planner is run again at the largest pipeline rate
   of the last ``scale_down_s``: budgets, batching and the efficient size follow the load;
   a batching change is applied live.
@@ -174,7 +174,10 @@ class HybridPolicy:
             sustained = rates.mean(since_s=now_s - self.persist_s) if persisted else need.rate
             wanted = (need.counting.replicas_for(sustained, need.size, stage.max_replicas)
                       or stage.max_replicas)
-            wanted = max(wanted, replicas if blocked is None else replicas + 1)
+            # A deferred resize asks for one more replica, not one more every second: not
+            # while one is still starting (it may itself be waiting for room on a node).
+            extra = blocked is not None and seen.starting_replicas == 0
+            wanted = max(wanted, replicas + 1 if extra else replicas)
             wanted = min(wanted, stage.max_replicas)
             if wanted > replicas:
                 actions.append(SetReplicas(stage.name, wanted, need.size, (
@@ -183,7 +186,10 @@ class HybridPolicy:
                 # The scale-in window starts again: the load that called for these
                 # replicas is in it, and shedding them at once would undo the decision.
                 replicas, rates = wanted, RecentRates(self.scale_down_s)
-        elif rates.spans(now_s) and seen.starting_replicas == 0 and replicas > 1:
+        elif rates.spans(now_s) and replicas > 1:
+            # Replicas still starting do not hold a scale-in back: the window restarted
+            # when they were asked for, and one that waits for room on a full node would
+            # otherwise hold it back for good.
             shed, replicas, cores, consolidating = self._scale_in(
                 stage, need, replicas, cores, in_force)
             actions += shed

@@ -268,6 +268,18 @@ class HybridPolicy:
         fewer = max(enough, math.ceil(replicas / 2), stage.min_replicas, 1)
         if fewer >= replicas:
             return [], replicas, cores, None
+        # Replicas that can carry the load at the cores they have now need no resize first
+        # (which a full node would defer): shed what they do not need at once.
+        as_they_are = max(
+            need.counting.replicas_for(settled * self.scale_down_margin, in_force,
+                                       stage.max_replicas) or replicas,
+            fewer) if in_force > 0 else replicas
+        if in_force + _EPS < size and as_they_are < replicas:
+            return [SetReplicas(stage.name, as_they_are, size, (
+                f"scale in {replicas} -> {as_they_are} replicas: the last "
+                f"{self.scale_down_s:g} s averaged {mean:.0f} req/s, {need.rate:.0f} now, "
+                f"which {as_they_are} carry at the {in_force:g} cores they have"))
+                    ], as_they_are, cores, None
         if in_force + _EPS < size:
             if cores + _EPS >= size:
                 return [], replicas, cores, fewer

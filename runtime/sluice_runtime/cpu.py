@@ -13,7 +13,6 @@ no limit and the process would believe it has every core.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import re
 from collections.abc import Callable
@@ -196,11 +195,3 @@ def cpu_allocation(cgroup_dir: Path | None = None) -> float:
                                                            cgroup_dir)])
     return affinity if cores is None else min(cores, affinity)
 
-
-def executors_for(cores: float) -> int:
-    """Concurrent batch executions for a CPU allocation: one per whole core, at least one.
-
-    A fractional core rounds to nearest: 1.5 cores run two executors that the kernel
-    throttles a little, which beats leaving half a core idle.
-    """
-    return max(1, math.floor(cores + 0.5))

@@ -153,14 +153,10 @@ def measure(args: argparse.Namespace, batches: tuple[int, ...],
     # The runtime imports all of this before it loads a model; so does the pod's cold start.
     import numpy as np
     import onnxruntime as ort
+    from sluice_core.cores import executors_for
 
     import sluice_runtime.server  # noqa: F401  (its import is part of a runtime's start)
-    from sluice_runtime.cpu import (
-        cgroup_cpu_usage,
-        cpu_allocation,
-        executors_for,
-        read_own_cgroup,
-    )
+    from sluice_runtime.cpu import cgroup_cpu_usage, cpu_allocation, read_own_cgroup
     from sluice_runtime.executors import in_compute_thread
     from sluice_runtime.model import OnnxModel
     from sluice_runtime.sources import ModelSourceError, resolve, sha256_of

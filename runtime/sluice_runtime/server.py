@@ -8,12 +8,13 @@ import signal
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from sluice_core.cores import executors_for
 from sluice_core.spec import SpecError, load_pipeline
 
 from sluice_runtime.admin import AdminServer
 from sluice_runtime.adminauth import AdminAuth
 from sluice_runtime.batcher import BatchedModel
-from sluice_runtime.cpu import cgroup_cpu_usage, cpu_allocation, executors_for, read_own_cgroup
+from sluice_runtime.cpu import cgroup_cpu_usage, cpu_allocation, read_own_cgroup
 from sluice_runtime.errors import InferenceError, StartupError
 from sluice_runtime.executors import ExecutorPool
 from sluice_runtime.metrics import RuntimeMetrics

@@ -229,23 +229,28 @@ def test_panic_scale_up_is_limited_by_the_rate():
 
 
 def test_no_scale_down_while_panicking_and_panic_ends_a_stable_window_later():
-    # 5 in flight, a burst to 60 from 120 s to 150 s, then 5 again.
-    actions, history, state, _ = run(policy(), burst(5.0, 60.0, 120, 150), 400)
+    # Simulated seconds throughout (the policy's clock, not the test's): 5 in flight, a
+    # burst to 60 over [start, end), then 5 again.
+    config = KpaConfig()
+    start_s, end_s = 120, 150
+    actions, history, state, _ = run(policy(), burst(5.0, 60.0, start_s, end_s), 400)
     peak = max(replicas for _, replicas, *_ in history)
     assert peak == math.ceil(60 / TARGET)
     panic_times = {panic_s for *_, panic_s in history if panic_s is not None}
-    assert min(panic_times) == 120
+    assert min(panic_times) == start_s
     # Knative's panicTime is the last tick over the threshold (here while few replicas were
     # ready, early in the burst), not the end of the burst.
     last_over_s = max(panic_times)
-    assert last_over_s < 150
+    assert start_s <= last_over_s < end_s
     first_down_s = next(now[0] for before, now in itertools.pairwise(history)
                         if now[1] < before[1])
-    # From 156 s the panic window sees only 5 in flight (one replica's worth), yet the count
-    # holds while panicking: the first scale-down is the first tick more than a stable
-    # window after the last one over the threshold.
-    assert all(panic_s is not None for t, _, _, panic_s in history if 156 <= t < first_down_s)
-    assert last_over_s + 60 < first_down_s <= last_over_s + 62
+    # Once the panic window has slid past the burst it sees only 5 in flight (one replica's
+    # worth), yet the count holds while panicking: the first scale-down is the first tick
+    # more than a stable window after the last one over the threshold.
+    calm_s = end_s + config.panic_window_s
+    assert all(panic_s is not None for t, _, _, panic_s in history if calm_s <= t < first_down_s)
+    after_s = first_down_s - last_over_s
+    assert config.stable_window_s < after_s <= config.stable_window_s + config.tick_s
     assert "stable mode" in dict(actions)[first_down_s].reason
     assert not state.stage("a").decider.panicking
     assert history[-1][1] == 1

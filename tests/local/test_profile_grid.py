@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from sluice_local.profiling import grid
 from sluice_local.profiling.grid import GridError, Job, Target
-from sluice_runtime.cpu import executors_for as runtime_executors_for
 
 
 def target(batches=(1, 4), stage="intent", variant="default") -> Target:
@@ -69,12 +68,6 @@ def test_cores_beyond_the_machine_are_refused():
     grid.check_cores((0.5, 2.0), cpus=2)
     with pytest.raises(GridError, match=r"--cores 3,4 exceeds the 2 CPUs"):
         grid.check_cores((1.0, 3.0, 4.0), cpus=2)
-
-
-@pytest.mark.parametrize("cores", [0.1, 0.5, 0.99, 1.0, 1.49, 1.5, 2.0, 2.5, 3.2, 7.5])
-def test_executors_follow_the_runtime(cores):
-    # The profiler cannot import the runtime; this holds its copy of the rule to it.
-    assert grid.executors_for(cores) == runtime_executors_for(cores)
 
 
 @pytest.mark.parametrize(("cores", "cpus", "expected"), [

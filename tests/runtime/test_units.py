@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from packaging.version import Version
+from sluice_core.cores import executors_for
 from sluice_runtime.batching import (
     EdfQueue,
     PendingRequest,
@@ -20,7 +21,7 @@ from sluice_runtime.batching import (
     merge_inputs,
     split_outputs,
 )
-from sluice_runtime.cpu import cpu_allocation, executors_for
+from sluice_runtime.cpu import cpu_allocation
 from sluice_runtime.latency import LatencyModel
 from sluice_runtime.pipeline import shapes_compatible
 from sluice_runtime.settings import BatchingConfig

@@ -26,6 +26,7 @@ from sluice_core.scaling.types import (
     SetBatching,
     SetReplicas,
     SetVariant,
+    plan_allocation,
 )
 from sluice_core.spec import Pipeline
 
@@ -63,8 +64,7 @@ class ClairvoyantPolicy:
 
     def initial_allocation(self) -> Mapping[str, Allocation]:
         """Second zero's plan."""
-        return {s.stage: Allocation(s.replicas, s.cores, s.max_batch_size, s.max_delay_ms,
-                                    s.variant) for s in self.plan_at(0).stages}
+        return plan_allocation(self.plan_at(0))
 
     def initial_state(self) -> Mapping[str, Allocation]:
         """What is deployed: second zero's allocation."""
@@ -77,6 +77,7 @@ class ClairvoyantPolicy:
         deployed = dict(state)
         target = self.plan_at(int(now_s))
         why = f"second {int(now_s)}: planned for {target.load.rate_rps:g} req/s"
+        wanted = plan_allocation(target)
         for stage in target.stages:
             now = deployed[stage.stage]
             if stage.variant != now.variant:
@@ -89,9 +90,7 @@ class ClairvoyantPolicy:
                                                                now.max_delay_ms):
                 actions.append(SetBatching(stage.stage, stage.max_batch_size,
                                            stage.max_delay_ms, why))
-            deployed[stage.stage] = Allocation(stage.replicas, stage.cores,
-                                               stage.max_batch_size, stage.max_delay_ms,
-                                               stage.variant)
+            deployed[stage.stage] = wanted[stage.stage]
         return actions, deployed
 
 

@@ -47,6 +47,7 @@ from sluice_core.scaling.types import (
     SetReplicas,
     SetVariant,
     StageObservation,
+    plan_allocation,
 )
 from sluice_core.spec import Pipeline, Stage
 
@@ -62,9 +63,8 @@ class HybridStageState:
     rates: RecentRates
     needs: RecentRates
     ready: int = 0
-    #: Replicas to keep once the others are resized to the plan's size (None: no
-    #: scale-in under way).
-    consolidating_to: int | None = None
+    #: A scale-in is under way: the replicas are being resized to the plan's size first.
+    consolidating: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,8 +100,7 @@ class HybridPolicy:
 
     def initial_allocation(self) -> Mapping[str, Allocation]:
         """The initial plan's allocation."""
-        return {s.stage: Allocation(s.replicas, s.cores, s.max_batch_size, s.max_delay_ms,
-                                    s.variant) for s in self.initial_plan.stages}
+        return plan_allocation(self.initial_plan)
 
     def initial_state(self) -> HybridState:
         """The initial plan, no load seen yet."""
@@ -156,7 +155,7 @@ class HybridPolicy:
         blocked = next((r.resize for r in seen.replicas
                         if r.resize in (RESIZE_DEFERRED, RESIZE_INFEASIBLE)), None)
         in_force = min((r.cores for r in seen.replicas if r.ready), default=0.0)
-        called_off = state.consolidating_to is not None and blocked is not None
+        called_off = state.consolidating and blocked is not None
         if called_off:
             if cores > in_force + _EPS:
                 actions.append(Resize(stage.name, in_force, (
@@ -166,7 +165,7 @@ class HybridPolicy:
         elif need.cores <= in_force + _EPS:
             blocked = None
         rates = need.rates
-        replicas, consolidating = state.replicas, None
+        replicas, consolidating = state.replicas, False
         why, persisted = self._why_grow(need, blocked, now_s)
         if why is not None:
             # What cores cannot cover now is wanted now; a rise that has lasted is sized
@@ -196,10 +195,10 @@ class HybridPolicy:
             if any(isinstance(action, SetReplicas) for action in shed):
                 rates = RecentRates(self.scale_down_s)
         if called_off:  # wait a whole window before trying to scale in again
-            rates, consolidating = RecentRates(self.scale_down_s), None
+            rates, consolidating = RecentRates(self.scale_down_s), False
         return actions, replace(state, replicas=replicas, cores=cores, rates=rates,
                                 needs=need.needs, ready=need.ready,
-                                consolidating_to=consolidating)
+                                consolidating=consolidating)
 
     def _vertical(self, stage: str, need: _Need, state: HybridStageState,
                   now_s: float) -> tuple[list[Action], float]:
@@ -212,7 +211,7 @@ class HybridPolicy:
                 f"{need.cores:g} cores each within {need.sizing.budget_ms:.1f} ms "
                 f"(was {cores:g})"))], need.cores
         newly_ready = ready > state.ready
-        if not ready or state.consolidating_to is not None or not (
+        if not ready or state.consolidating or not (
                 newly_ready or need.needs.spans(now_s, self.vertical_down_s)):
             return [], cores
         floor = need.cores if newly_ready else need.needs.peak(now_s - self.vertical_down_s)
@@ -250,7 +249,7 @@ class HybridPolicy:
         return None, False
 
     def _scale_in(self, stage: Stage, need: _Need, replicas: int, cores: float,
-                  in_force: float) -> tuple[list[Action], int, float, int | None]:
+                  in_force: float) -> tuple[list[Action], int, float, bool]:
         """Fewer replicas for the window's mean load (or the load now, when higher) at the
         plan's size, as long as they could carry the window's peak at cpu.max (bursts are
         the cores' business); those that stay resized to the plan's size first. The
@@ -267,7 +266,7 @@ class HybridPolicy:
             or replicas)
         fewer = max(enough, math.ceil(replicas / 2), stage.min_replicas, 1)
         if fewer >= replicas:
-            return [], replicas, cores, None
+            return [], replicas, cores, False
         # Replicas that can carry the load at the cores they have now need no resize first
         # (which a full node would defer): shed what they do not need at once.
         as_they_are = max(
@@ -279,19 +278,19 @@ class HybridPolicy:
                 f"scale in {replicas} -> {as_they_are} replicas: the last "
                 f"{self.scale_down_s:g} s averaged {mean:.0f} req/s, {need.rate:.0f} now, "
                 f"which {as_they_are} carry at the {in_force:g} cores they have"))
-                    ], as_they_are, cores, None
+                    ], as_they_are, cores, False
         if in_force + _EPS < size:
             if cores + _EPS >= size:
-                return [], replicas, cores, fewer
+                return [], replicas, cores, True
             return [Resize(stage.name, size, (
                 f"to {size:g} cores before scaling in to {fewer} replicas: the ones that "
-                f"stay must carry {peak:.0f} req/s at once"))], replicas, size, fewer
+                f"stay must carry {peak:.0f} req/s at once"))], replicas, size, True
         return [SetReplicas(stage.name, fewer, size, (
             f"scale in {replicas} -> {fewer} replicas: the last {self.scale_down_s:g} s "
             f"averaged {mean:.0f} req/s, {need.rate:.0f} now "
             f"(+{self.scale_down_margin - 1:.0%} margin): "
             f"{enough} of {size:g} cores, and at most {peak:.0f}, within their cpu.max"))
-                ], fewer, cores, None
+                ], fewer, cores, False
 
 
 @dataclass(frozen=True)

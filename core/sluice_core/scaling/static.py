@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from sluice_core.planner import Load, Plan, PlannerSettings, plan
 from sluice_core.profiles import PipelineProfile
-from sluice_core.scaling.types import Action, Allocation, Observation
+from sluice_core.scaling.types import Action, Allocation, Observation, plan_allocation
 from sluice_core.spec import Pipeline
 
 
@@ -26,8 +26,7 @@ class StaticPolicy:
 
     def initial_allocation(self) -> Mapping[str, Allocation]:
         """Every stage as planned for the peak."""
-        return {s.stage: Allocation(s.replicas, s.cores, s.max_batch_size, s.max_delay_ms,
-                                    s.variant) for s in self.plan.stages}
+        return plan_allocation(self.plan)
 
     def initial_state(self) -> None:
         """No state: nothing is ever decided."""

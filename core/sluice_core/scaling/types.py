@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sluice_core.planner.types import Plan
+
 #: Resize states, as Kubernetes reports them through the PodResizePending and
 #: PodResizeInProgress conditions (and local mode mirrors).
 RESIZE_NONE = "none"
@@ -136,6 +138,12 @@ class Allocation:
     max_batch_size: int
     max_delay_ms: float
     variant: str
+
+
+def plan_allocation(plan: Plan) -> dict[str, Allocation]:
+    """Per stage, what ``plan`` deploys."""
+    return {s.stage: Allocation(s.replicas, s.cores, s.max_batch_size, s.max_delay_ms,
+                                s.variant) for s in plan.stages}
 
 
 class Policy(Protocol):

@@ -14,6 +14,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from sluice_core.cores import executors_for
+
 DEFAULT_CORES: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
 DEFAULT_BATCHES: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
 DEFAULT_SECONDS_PER_BATCH = 0.4
@@ -104,13 +106,6 @@ def check_cores(cores: Sequence[float], cpus: int) -> None:
     if too_many := [c for c in cores if c > cpus]:
         raise GridError(f"--cores {','.join(f'{c:g}' for c in too_many)} exceeds the {cpus} "
                         "CPUs of this machine: a quota cannot give more cores than exist")
-
-
-def executors_for(cores: float) -> int:
-    """Batches the runtime computes at once at ``cores``: one per whole core, a fraction
-    rounded to nearest, at least one (the rule of ``sluice_runtime.cpu.executors_for``,
-    which a test holds this to)."""
-    return max(1, math.floor(cores + 0.5))
 
 
 def thread_counts(cores: float, cpus: int) -> tuple[int, ...]:

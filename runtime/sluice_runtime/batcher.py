@@ -32,7 +32,7 @@ from sluice_runtime.metrics import OUTCOMES, RateMeter, RuntimeMetrics
 from sluice_runtime.model import OnnxModel
 from sluice_runtime.parallelism import arriving_batches, choose_threads
 from sluice_runtime.requestlog import RequestLog
-from sluice_runtime.servable import select_outputs
+from sluice_runtime.servable import NO_BACKLOG, Backlog, select_outputs
 from sluice_runtime.settings import BatchingConfig
 from sluice_runtime.signature import InferenceRequest
 
@@ -221,38 +221,47 @@ class BatchedModel:
     def _max_rows(self) -> int:
         return self._config.max_batch_size if self.signature.batchable else 1
 
-    def predicted_latency_s(self, now: float, rows: int) -> float:
+    def predicted_latency_s(self, now: float, rows: int, upstream: Backlog = NO_BACKLOG
+                            ) -> float:
         """Pessimistic seconds from ``now`` until a new request of ``rows`` would be answered
         (what admission checks, and what a pipeline reserves for this stage).
 
         The mean work running and queued ahead, spread over the executors, then the new
         request's own batch with its deviation allowance. Every queued request counts as
-        ahead: with equal budgets EDF is FIFO, and otherwise this errs on refusing. With
-        nothing running or queued only the mean counts: predictions are learned from
-        batches that run, so an idle model must try what might fit, or one bad estimate
-        would have it refuse everything for ever.
+        ahead: with equal budgets EDF is FIFO, and otherwise this errs on refusing. So does
+        ``upstream``, what a pipeline has already admitted to its earlier stages: it
+        reaches this queue first. With nothing running, queued or coming only the mean
+        counts: predictions are learned from batches that run, so an idle model must try
+        what might fit, or one bad estimate would have it refuse everything for ever.
         """
         cores = self._pool.limit
-        if self.idle:
-            threads = self._threads_for(cores, 1, rows)
-            return self._estimator(threads).predict(rows) + DISPATCH_SLACK_S
+        if self.idle and not upstream.requests:
+            return self.local_compute_s(rows)
         # Core-seconds: a batch running wide occupies all its threads' cores.
         running = sum(max(end - now, 0.0) * threads for end, threads in self._running.values())
         predict = self._estimator(1).predict
         if self.signature.batchable:
             # The new rows join the partial batch at the tail; the full ones go first.
             max_rows = self._max_rows()
-            partial = self._queue.rows % max_rows
-            ahead = batch_work_s(self._queue.rows - partial, max_rows, predict)
-            ahead_batches = (self._queue.rows - partial) // max_rows
+            queued_rows = self._queue.rows + upstream.rows
+            partial = queued_rows % max_rows
+            ahead = batch_work_s(queued_rows - partial, max_rows, predict)
+            ahead_batches = (queued_rows - partial) // max_rows
             own_rows = min(partial + rows, max(max_rows, rows))
         else:
-            ahead = len(self._queue) * predict(rows)
-            ahead_batches = len(self._queue)
+            ahead_batches = len(self._queue) + upstream.requests
+            ahead = ahead_batches * predict(rows)
             own_rows = rows
         threads = self._threads_for(cores, ahead_batches + 1, own_rows)
         own = self._estimator(threads).predict_upper(own_rows)
         return (running + ahead) / cores + own + DISPATCH_SLACK_S
+
+    def local_compute_s(self, rows: int) -> float:
+        """The compute time of a lone batch of ``rows`` with its dispatch: pessimistic,
+        except on an idle model (see :meth:`predicted_latency_s`)."""
+        latency = self._estimator(self._threads_for(self._pool.limit, 1, rows))
+        seconds = latency.predict(rows) if self.idle else latency.predict_upper(rows)
+        return seconds + DISPATCH_SLACK_S
 
     async def infer(self, request: InferenceRequest) -> dict[str, np.ndarray]:
         """Queue a validated request and wait for its outputs, or refuse it at once."""
@@ -368,7 +377,8 @@ class BatchedModel:
             return
         # While every executor is busy, wake when the head expires, to refuse it then
         # rather than after the running batches finish.
-        if not await self._pool.acquire(timeout_s=max(expires - now, 0.0)):
+        if not await self._pool.acquire(timeout_s=max(expires - now, 0.0),
+                                        order=head.request.order):
             return
         try:
             batch = self._take_batch(max_rows)

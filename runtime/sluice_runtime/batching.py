@@ -71,7 +71,7 @@ class _Group:
 
 
 class EdfQueue:
-    """Pending requests ordered by deadline, grouped by batch key.
+    """Pending requests ordered by (end-to-end) deadline, grouped by batch key.
 
     A request leaves by being taken into a batch or, the moment its caller cancels it,
     from the counts (its heap entry is discarded lazily when it reaches the front of its
@@ -96,7 +96,7 @@ class EdfQueue:
     def push(self, pending: PendingRequest) -> None:
         """Queue a request."""
         group = self._groups.setdefault(pending.key, _Group())
-        heapq.heappush(group.heap, (pending.deadline, next(self._sequence), pending))
+        heapq.heappush(group.heap, (pending.request.order, next(self._sequence), pending))
         group.rows += pending.rows
         self._by_arrival.append(pending)
         self._count += 1
@@ -123,9 +123,10 @@ class EdfQueue:
         return None
 
     def head(self) -> PendingRequest | None:
-        """The live request with the earliest deadline."""
+        """The live request served first: the earliest (end-to-end) deadline."""
         fronts = (self._front(key) for key in list(self._groups))
-        return min((p for p in fronts if p is not None), key=lambda p: p.deadline, default=None)
+        return min((p for p in fronts if p is not None), key=lambda p: p.request.order,
+                   default=None)
 
     def rows_with_key(self, key: BatchKey | int) -> int:
         """Rows queued that could share a batch with ``key``."""
@@ -139,7 +140,7 @@ class EdfQueue:
         return self._by_arrival[0].arrival if self._by_arrival else None
 
     def pop_batch(self, max_rows: int) -> list[PendingRequest]:
-        """Take the earliest-deadline request and the next ones with its key, up to max_rows.
+        """Take the request served first and the next ones with its key, up to max_rows.
 
         The first request is taken even when it alone exceeds ``max_rows``.
         """

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
+import math
 import os
 import threading
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -55,7 +57,12 @@ def in_compute_thread(fn: Callable[..., T], *args: object) -> T:
 
 
 class ExecutorPool:
-    """Hands out at most ``limit`` cores at a time to batch computations, FIFO across models.
+    """Hands out at most ``limit`` cores at a time to batch computations.
+
+    Waiting batches get cores earliest deadline first, across models: the stages of a
+    fused pipeline share the cores, and a later stage's batch for a request near its
+    deadline must not queue behind a first stage's batch for a newer one. Equal
+    deadlines are served in the order they came.
 
     A batch waits for one core (:meth:`acquire`), then may take more that are free at that
     moment (:meth:`take_free`) for intra-op threads: it never waits for several at once,
@@ -70,7 +77,8 @@ class ExecutorPool:
         )
         self._limit = limit
         self._busy = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._sequence = itertools.count()
 
     @property
     def limit(self) -> int:
@@ -102,8 +110,11 @@ class ExecutorPool:
         self._busy += taken
         return taken
 
-    async def acquire(self, timeout_s: float | None = None) -> bool:
+    async def acquire(self, timeout_s: float | None = None, order: float = math.inf) -> bool:
         """Wait for a free core and take it; False if ``timeout_s`` passed first.
+
+        ``order`` ranks this waiter among the others: the (end-to-end) deadline of the
+        work it is for; the earliest is served first.
 
         Every path leaves the count right: a waiter admitted just as it is cancelled or
         times out hands its slot on, and one cancelled after admission skipped it is
@@ -112,7 +123,7 @@ class ExecutorPool:
         if self.try_acquire():
             return True
         waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        heapq.heappush(self._waiters, (order, next(self._sequence), waiter))
         try:
             await asyncio.wait({waiter}, timeout=timeout_s)
         except asyncio.CancelledError:
@@ -129,8 +140,9 @@ class ExecutorPool:
             self._admit_waiters()
             return
         waiter.cancel()
-        if waiter in self._waiters:  # _admit_waiters may already have popped it
-            self._waiters.remove(waiter)
+        # _admit_waiters may already have popped it.
+        self._waiters = [entry for entry in self._waiters if entry[2] is not waiter]
+        heapq.heapify(self._waiters)
 
     def release(self, cores: int = 1) -> None:
         """Return cores taken with :meth:`acquire` and :meth:`take_free`."""
@@ -139,7 +151,7 @@ class ExecutorPool:
 
     def _admit_waiters(self) -> None:
         while self._waiters and self._busy < self._limit:
-            waiter = self._waiters.popleft()
+            _, _, waiter = heapq.heappop(self._waiters)
             if not waiter.done():
                 self._busy += 1
                 waiter.set_result(None)

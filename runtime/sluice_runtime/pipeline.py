@@ -17,7 +17,7 @@ from sluice_runtime.errors import (
     Overloaded,
     refused_for_load,
 )
-from sluice_runtime.servable import Servable, select_outputs
+from sluice_runtime.servable import NO_BACKLOG, Backlog, Servable, select_outputs
 from sluice_runtime.signature import DYNAMIC, InferenceRequest, ModelSignature, validate_request
 
 
@@ -67,6 +67,21 @@ def wire(upstream: ModelSignature, downstream: ModelSignature, label: str) -> di
     return mapping
 
 
+def reserved_s(here: Servable, later: Servable, predicted_s: float, rows: int) -> float:
+    """What a request entering stage ``here`` must leave of its budget for stage ``later``.
+
+    The later stage's whole predicted latency, queue included, unless both compute on
+    this process's executors: then the work queued for the later stage runs on the same
+    cores before this request's turn at ``here`` (the queues serve requests in their own
+    order), so it delays this stage already, and only the later stage's own compute is
+    left to reserve. Reserving the queue twice would refuse what finishes in time.
+    """
+    compute_s = later.local_compute_s(rows)
+    if compute_s is None or here.local_compute_s(rows) is None:
+        return predicted_s
+    return compute_s
+
+
 class PipelineModel:
     """Runs stages in order under the request's single deadline.
 
@@ -74,7 +89,10 @@ class PipelineModel:
     stay in memory, each stage batches on its own queue) or a remote one (isolated).
     Each stage gets the request's deadline less what the stages after it are predicted
     to take, so a stage refuses at once what the rest of the pipeline could not finish in
-    time, instead of spending its compute on an answer that would come too late. And the
+    time, instead of spending its compute on an answer that would come too late. Those
+    predictions count the requests already at earlier stages: they reach the later
+    stages' queues first, and a burst admitted at the entrance against the later stages'
+    queues as they were would be refused there after the first stage's work. And the
     pipeline learns how many requests it can hold in flight and still answer (a stage
     refusing one after earlier stages worked on it narrows the limit): past it, requests
     are refused at the entrance, before any stage spends anything on them.
@@ -96,15 +114,31 @@ class PipelineModel:
             self._stages[0].signature.inputs, self._stages[-1].signature.outputs
         )
         self.concurrency = ConcurrencyLimit()
+        # What is at each stage now (queued or computing): a backlog for the later ones.
+        self._at_stage = [NO_BACKLOG] * len(self._stages)
 
     @property
     def default_slo_ms(self) -> float:
         """The pipeline's end-to-end SLO, for requests that carry no deadline."""
         return self._default_slo_ms
 
-    def predicted_latency_s(self, now: float, rows: int) -> float:
+    def predicted_latency_s(self, now: float, rows: int, upstream: Backlog = NO_BACKLOG
+                            ) -> float:
         """The stages' predictions added up."""
-        return sum(stage.predicted_latency_s(now, rows) for stage in self._stages)
+        return sum(seconds for _, seconds in self._predicted_from(0, now, rows, upstream))
+
+    def _predicted_from(self, index: int, now: float, rows: int,
+                        upstream: Backlog = NO_BACKLOG) -> list[tuple[str, float]]:
+        """Each stage's prediction from ``index`` on, behind what is at the stages between."""
+        predicted = []
+        for stage, here in zip(self._stages[index:], self._at_stage[index:], strict=True):
+            predicted.append((stage.name, stage.predicted_latency_s(now, rows, upstream)))
+            upstream = upstream.plus(*here)
+        return predicted
+
+    def local_compute_s(self, rows: int) -> None:
+        """None: a pipeline's compute is its stages'."""
+        return None
 
     def _stage_deadline(self, request: InferenceRequest, index: int) -> float:
         """The request's deadline less what the stages after ``index`` are predicted to need.
@@ -113,8 +147,7 @@ class PipelineModel:
         a request the pipeline cannot serve is refused before any stage works on it.
         """
         now = time.monotonic()
-        predicted = [(s.name, s.predicted_latency_s(now, request.rows))
-                     for s in self._stages[index:]]
+        predicted = self._predicted_from(index, now, request.rows)
         total_s = sum(seconds for _, seconds in predicted)
         if now + total_s > request.deadline:
             slowest, seconds = max(predicted, key=lambda pair: pair[1])
@@ -123,7 +156,10 @@ class PipelineModel:
                 f"before stage '{predicted[0][0]}', the stages from there are predicted to "
                 f"take {total_s * 1000:.1f} ms ('{slowest}': {seconds * 1000:.1f} ms)"
             )
-        return request.deadline - (total_s - predicted[0][1])
+        here = self._stages[index]
+        return request.deadline - sum(
+            reserved_s(here, later, seconds, request.rows)
+            for later, (_, seconds) in zip(self._stages[index + 1:], predicted[1:], strict=True))
 
     async def infer(self, request: InferenceRequest) -> dict[str, np.ndarray]:
         """Run every stage, handing each one's outputs to the next."""
@@ -141,7 +177,8 @@ class PipelineModel:
             outputs: dict[str, np.ndarray] = {}
             for reached, stage in enumerate(self._stages):
                 deadline = self._stage_deadline(request, reached)
-                stage_request = InferenceRequest(stage.name, inputs, (), deadline, request.id)
+                stage_request = InferenceRequest(stage.name, inputs, (), deadline, request.id,
+                                                 request.order)
                 if reached:
                     try:
                         validate_request(stage.signature, stage_request)
@@ -150,7 +187,11 @@ class PipelineModel:
                             f"pipeline '{self.name}': stage '{stage.name}' cannot take the "
                             f"previous stage's output: {exc.message}"
                         ) from None
-                outputs = await stage.infer(stage_request)
+                self._at_stage[reached] = self._at_stage[reached].plus(1, request.rows)
+                try:
+                    outputs = await stage.infer(stage_request)
+                finally:
+                    self._at_stage[reached] = self._at_stage[reached].plus(-1, -request.rows)
                 if reached < len(self._wiring):
                     inputs = {dst: outputs[src] for dst, src in self._wiring[reached].items()}
         except InferenceError as exc:

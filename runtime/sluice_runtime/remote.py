@@ -18,6 +18,7 @@ from sluice_runtime.latency import EWMA_WEIGHT
 from sluice_runtime.protocol import GRPC_MESSAGE_OPTIONS
 from sluice_runtime.protocol import inference_pb2 as pb
 from sluice_runtime.protocol.inference_pb2_grpc import GRPCInferenceServiceStub
+from sluice_runtime.servable import NO_BACKLOG, Backlog
 from sluice_runtime.signature import InferenceRequest, ModelSignature, TensorSpec
 
 log = logging.getLogger(__name__)
@@ -181,16 +182,24 @@ class RemoteModel:
                                  Status.UNAVAILABLE)
         return min(candidates, key=lambda r: r.outstanding)
 
-    def predicted_latency_s(self, now: float, rows: int) -> float:
+    def predicted_latency_s(self, now: float, rows: int, upstream: Backlog = NO_BACKLOG
+                            ) -> float:
         """Recent answered calls' latency scaled to ``rows``.
 
         It includes the stage's own queueing, so a stage that falls behind makes the
         router refuse at the start of the pipeline instead of after the work before it.
         With no call in flight it is 0: the estimate only learns from calls, so a stale
-        high one must not stop every call for ever.
+        high one must not stop every call for ever. ``upstream`` is not added: the
+        replicas' queues cannot be seen from here, so what the router's own traffic adds
+        is already in the measured latency, and the pipeline's concurrency limit covers
+        the rest.
         """
         in_flight = any(r.outstanding for r in self._replicas.values())
         return self._seconds_per_row * rows if in_flight else 0.0
+
+    def local_compute_s(self, rows: int) -> None:
+        """None: a remote stage computes on its replicas."""
+        return None
 
     async def infer(self, request: InferenceRequest) -> dict[str, np.ndarray]:
         """Run the request on a replica within the request's deadline."""

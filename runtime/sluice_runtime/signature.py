@@ -83,6 +83,14 @@ class InferenceRequest:
     requested_outputs: tuple[str, ...]  # empty: all outputs
     deadline: float
     id: str = ""
+    # A pipeline stage's request: the deadline of the request it works for. Queues order
+    # by it, so stages serve a pipeline's requests in their own order (None: ``deadline``).
+    end_to_end_deadline: float | None = None
+
+    @property
+    def order(self) -> float:
+        """What queues order by: the earliest end-to-end deadline first."""
+        return self.deadline if self.end_to_end_deadline is None else self.end_to_end_deadline
 
     @property
     def rows(self) -> int:

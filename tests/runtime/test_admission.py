@@ -20,6 +20,7 @@ from sluice_runtime.executors import ExecutorPool
 from sluice_runtime.latency import LatencyModel
 from sluice_runtime.metrics import RuntimeMetrics
 from sluice_runtime.model import OnnxModel
+from sluice_runtime.pipeline import PipelineModel
 from sluice_runtime.requestlog import RequestLog
 from sluice_runtime.settings import BatchingConfig
 from sluice_runtime.signature import InferenceRequest
@@ -181,3 +182,38 @@ def test_every_request_of_a_batch_is_answered_even_when_recording_it_fails(tmp_p
 
     results = asyncio.run(scenario())
     assert all(isinstance(r, dict) for r in results), results
+
+
+def test_one_stall_of_a_later_stage_does_not_shut_an_idle_pipeline(tmp_path: Path):
+    # What each stage reserves for the later ones is pessimistic, but an idle stage's is
+    # its mean: nothing running there would ever correct a stalled estimate, and every
+    # request would be refused at the entrance for ever.
+    from tests.runtime.models import slow
+
+    async def scenario() -> dict[str, np.ndarray]:
+        pool = ExecutorPool(1)
+        stages = []
+        for name in ("first", "second"):
+            model = OnnxModel(name, slow(tmp_path / f"{name}.onnx", width=16, layers=1),
+                              tmp_path / "cache")
+            stage = BatchedModel(model, BatchingConfig(max_batch_size=4, max_delay_ms=0.0),
+                                 pool, RuntimeMetrics(), RequestLog(None), max_queue_size=64)
+            await stage.warm_up()
+            stage.start()
+            stages.append(stage)
+        # A stall no real part produces on demand (a page-in, a descheduled core): one
+        # batch of the second stage measured at a thousand times its mean.
+        latency = stages[1]._latency_by_threads[1]
+        latency.observe(1, 1000 * latency.predict(1))
+        assert latency.predict_upper(1) > 1.0 > latency.predict(1)
+        pipeline = PipelineModel("two", stages, default_slo_ms=1000.0)
+        request = InferenceRequest("two", {"x": np.ones((1, 16), np.float32)}, (),
+                                   time.monotonic() + 1.0)
+        try:
+            return await asyncio.wait_for(pipeline.infer(request), 30)
+        finally:
+            for stage in stages:
+                await stage.stop()
+            pool.shutdown()
+
+    assert asyncio.run(scenario())["y"].shape == (1, 16)

@@ -65,6 +65,21 @@ def test_queue_pops_earliest_deadline_first_up_to_max_rows():
     assert len(queue) == 0
 
 
+def test_a_pipeline_stage_queue_serves_requests_in_the_order_of_their_own_deadlines():
+    # A stage deadline is the request's less what later stages are predicted to take; a
+    # request admitted later against a longer predicted backlog gets an earlier one, and
+    # must not overtake those ahead of it, or they are refused at the next stage.
+    queue = EdfQueue()
+    ahead = InferenceRequest("m", {"x": np.zeros((1, 4), np.float32)}, (), 3.0,
+                             end_to_end_deadline=5.0)
+    behind = InferenceRequest("m", {"x": np.zeros((1, 4), np.float32)}, (), 2.0,
+                              end_to_end_deadline=6.0)
+    for request in (behind, ahead):
+        queue.push(PendingRequest(request, FakeFuture(), 0.0, batch_key(request, True)))
+    assert queue.head().request is ahead
+    assert [p.request for p in queue.pop_batch(1)] == [ahead]
+
+
 def test_queue_never_mixes_shapes_and_picks_the_group_of_the_earliest_deadline():
     queue = EdfQueue()
     queue.push(pending(3.0, width=4))
@@ -214,6 +229,28 @@ def test_executor_pool_limit_follows_resize_without_interrupting_running_work():
         pool.release()
         await asyncio.wait_for(waiter, 5)
         assert pool.busy == 1
+        pool.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_executor_pool_serves_the_waiter_with_the_earliest_deadline_first():
+    # The models of a fused pipeline share the cores: a later stage's batch for a request
+    # near its deadline must not queue behind the first stage's batch for a newer one.
+    from sluice_runtime.executors import ExecutorPool
+
+    async def scenario():
+        pool = ExecutorPool(1)
+        await pool.acquire()
+        newer = asyncio.create_task(pool.acquire(order=5.0))
+        await asyncio.sleep(0)
+        older = asyncio.create_task(pool.acquire(order=1.0))
+        await asyncio.sleep(0)
+        pool.release()
+        await asyncio.wait_for(older, 5)
+        assert not newer.done()
+        pool.release()
+        await asyncio.wait_for(newer, 5)
         pool.shutdown()
 
     asyncio.run(scenario())

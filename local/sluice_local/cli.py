@@ -1,4 +1,4 @@
-"""``sluice``: plan, profile and simulate pipelines on one machine."""
+"""``sluice``: plan, profile, simulate and run pipelines on one machine."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import NoReturn
 
 #: One module per subcommand, each with ``register(subparsers)``; the parser it adds sets
 #: ``run=callable(args) -> int``.
-COMMANDS = ("plan", "profile", "simulate")
+COMMANDS = ("plan", "profile", "simulate", "up")
 
 
 class CommandError(Exception):

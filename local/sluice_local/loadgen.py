@@ -20,6 +20,7 @@ import asyncio
 import json
 import math
 import random
+import signal
 import struct
 import sys
 import time
@@ -151,6 +152,11 @@ class Driver:
         self._encode_budget = budget_encoder()
         self._timeout_s = timeout_s
         self.records = records_mod.Records()
+        self._stopped = False
+
+    def stop(self) -> None:
+        """Send nothing more; the requests in flight still finish and are recorded."""
+        self._stopped = True
 
     async def send(self, start: float, due: float) -> None:
         """Send one request due at monotonic time ``due``; record it relative to ``start``."""
@@ -174,6 +180,8 @@ class Driver:
         for offset in offsets:
             due = start + offset
             await sleep_until(due)
+            if self._stopped:
+                break
             task = asyncio.create_task(self.send(start, due))
             pending.add(task)
             task.add_done_callback(pending.discard)
@@ -189,7 +197,7 @@ class Driver:
         end = start + duration_s
 
         async def client() -> None:
-            while (now := time.monotonic()) < end:
+            while (now := time.monotonic()) < end and not self._stopped:
                 await self.send(start, now)
 
         await asyncio.gather(*(client() for _ in range(clients)))
@@ -269,6 +277,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             budget_ms=args.budget_ms,
             timeout_s=args.timeout_s,
         )
+        # SIGTERM ends the run early with what was measured (local mode on Ctrl-C).
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, driver.stop)
         if offsets is None:
             records = await driver.closed_loop(args.clients, args.duration_s)
             mode = f"closed loop, {args.clients} clients"

@@ -1,14 +1,17 @@
 """What a load generator run measured: per-request records, and the statistics over them
 (throughput, goodput, latency percentiles). The schedules come from sluice_core.arrivals.
 
-Nothing here does I/O or imports the protocol stubs, so tests can use it in any process.
+Nothing here imports the protocol stubs, so tests can use it in any process; the only I/O
+is reading back a records file.
 """
 
 from __future__ import annotations
 
+import csv
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -114,3 +117,13 @@ def percentile(values: np.ndarray | Sequence[float], q: float) -> float:
 
 def _rate(count: int, window_s: float) -> float:
     return count / window_s if window_s > 0 else 0.0
+
+
+def read_records(path: Path) -> Records:
+    """The records a load generator wrote with ``--records`` (milliseconds in the file)."""
+    records = Records()
+    with path.open(newline="") as source:
+        for row in csv.DictReader(source):
+            records.add(float(row["scheduled_ms"]) / 1e3, float(row["sent_ms"]) / 1e3,
+                        float(row["latency_ms"]) / 1e3, row["code"])
+    return records

@@ -8,6 +8,7 @@ real runtime process; only ``sluice_local.records`` is imported here.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 from sluice_local import records as stats
 
-from tests.runtime.harness import Runtime
+from tests.runtime.harness import Runtime, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -123,6 +124,9 @@ def test_open_loop_run_reports_every_request(runtime, tmp_path):
     lines = csv.read_text().splitlines()
     assert lines[0] == "scheduled_ms,sent_ms,latency_ms,code"
     assert len(lines) == out["requests"] + 1
+    again = stats.summarize(stats.read_records(csv), slo_ms=1000)
+    assert (again.requests, again.ok) == (out["requests"], out["ok"])
+    assert again.p99_ms == pytest.approx(out["p99_ms"], abs=0.001)
 
 
 def test_closed_loop_run_with_batches_and_explicit_inputs(runtime):
@@ -159,6 +163,28 @@ def test_trace_replay_and_synthetic_fallback(runtime, tmp_path):
     )
     assert "synthetic bursty MMPP" in result.stderr
     assert report(result)["errors"] == {}
+
+
+def test_sigterm_stops_the_load_and_keeps_what_was_measured(runtime, tmp_path):
+    # Local mode stops its load this way on Ctrl-C: the report needs what was sent.
+    csv = tmp_path / "records.csv"
+    before = runtime.metric("sluice_requests_total", model="mlp", code="OK")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sluice_local.loadgen", "--target", runtime.url, "--model",
+         "mlp", "--rate", "50", "--duration-s", "600", "--records", str(csv), "--json", "-"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: runtime.metric("sluice_requests_total", model="mlp", code="OK")
+                   > before + 20, what="load to flow")
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    out = json.loads(stdout)
+    assert 20 < out["requests"] < 50 * 600
+    assert out["errors"] == {}
+    assert len(csv.read_text().splitlines()) == out["requests"] + 1
 
 
 @pytest.mark.parametrize(

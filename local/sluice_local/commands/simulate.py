@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from sluice_core.arrivals import read_trace
 from sluice_core.profiles import PipelineProfile, ProfileError, load_profile
 from sluice_core.scaling import registry
 from sluice_core.simulate import (
@@ -29,14 +27,12 @@ from sluice_core.simulate import (
     SimConfig,
     SimResult,
     SimulationError,
-    mmpp_counts,
-    poisson_counts,
     simulate,
-    trace_counts,
 )
 from sluice_core.spec import Pipeline, SpecError, load_pipeline
 
 from sluice_local.cli import CommandError
+from sluice_local.commands.workload import add_workload_arguments, workload_counts
 
 #: Seconds simulated under ``--rate`` when ``--duration-s`` is not given: ten minutes.
 DEFAULT_RATE_DURATION_S = 600.0
@@ -54,20 +50,7 @@ def register(subparsers: Any) -> None:
                         help="the InferencePipeline manifest")
     parser.add_argument("--profiles", type=Path, metavar="FILE",
                         help="the pipeline's profile file (sluice profile)")
-    load = parser.add_argument_group("workload (one of --trace and --rate)")
-    load.add_argument("--trace", type=Path, metavar="FILE",
-                      help="requests per second, one integer per line; Poisson within "
-                           "each second")
-    load.add_argument("--mean-rate", type=float, metavar="R",
-                      help="scale the trace to a mean of R requests/s")
-    load.add_argument("--rate", type=float, metavar="R",
-                      help="Poisson arrivals at R requests/s")
-    load.add_argument("--mmpp", action="store_true",
-                      help="with --rate: a two-state MMPP of mean R (0.4x and 1.6x, 5 s "
-                           "dwell) instead of Poisson")
-    parser.add_argument("--duration-s", type=float, metavar="S",
-                        help="seconds to simulate (default: the whole trace, or "
-                             f"{DEFAULT_RATE_DURATION_S:g} s with --rate)")
+    add_workload_arguments(parser, DEFAULT_RATE_DURATION_S, "simulate")
     parser.add_argument("--policy", metavar="NAME",
                         help=f"one of {', '.join(registry.POLICY_NAMES)}, or {ALL}")
     parser.add_argument("--json", metavar="PATH|-",
@@ -94,8 +77,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Simulate, then print a table or write JSON."""
     names = _policies(args.policy)
-    pipeline, profile = _load(args)
-    counts = _workload(args)
+    pipeline, profile = load_inputs(args)
+    counts = workload_counts(args, DEFAULT_RATE_DURATION_S)
     try:
         config = SimConfig(seed=args.seed, nodes=args.nodes, node_cores=args.node_cores,
                            platform_start_s=args.cold_start_s,
@@ -141,7 +124,8 @@ def _policies(name: str | None) -> Sequence[str]:
     return (name,)
 
 
-def _load(args: argparse.Namespace) -> tuple[Pipeline, PipelineProfile]:
+def load_inputs(args: argparse.Namespace) -> tuple[Pipeline, PipelineProfile]:
+    """The manifest and the profiles named on the command line (CommandError if unusable)."""
     if args.profiles is None:
         raise CommandError("--profiles FILE is required (make one with `sluice profile`)")
     try:
@@ -153,34 +137,6 @@ def _load(args: argparse.Namespace) -> tuple[Pipeline, PipelineProfile]:
     except ProfileError as exc:
         raise CommandError(str(exc)) from None
     return pipeline, profile
-
-
-def _workload(args: argparse.Namespace) -> list[int]:
-    if (args.trace is None) == (args.rate is None):
-        raise CommandError("give the workload as --trace FILE or --rate R (one of them)")
-    if args.mean_rate is not None and args.trace is None:
-        raise CommandError("--mean-rate scales a trace: use it with --trace")
-    if args.mmpp and args.rate is None:
-        raise CommandError("--mmpp shapes --rate: use it with --rate")
-    if args.duration_s is not None and not args.duration_s >= 1:
-        raise CommandError(f"--duration-s must be at least 1, got {args.duration_s:g}")
-    rng = random.Random(f"sluice-workload-{args.seed}")
-    try:
-        if args.trace is not None:
-            try:
-                trace = read_trace(args.trace)
-            except OSError as exc:
-                raise CommandError(
-                    f"cannot read trace {args.trace}: {exc.strerror or exc}") from None
-            except ValueError as exc:
-                raise CommandError(str(exc)) from None
-            return trace_counts(trace, rng, args.mean_rate, args.duration_s)
-        duration_s = args.duration_s or DEFAULT_RATE_DURATION_S
-        if args.mmpp:
-            return mmpp_counts(args.rate, duration_s, rng)
-        return poisson_counts(args.rate, duration_s, rng)
-    except SimulationError as exc:
-        raise CommandError(str(exc)) from None
 
 
 def print_table(pipeline: Pipeline, results: Sequence[SimResult], out: TextIO) -> None:

@@ -1,0 +1,171 @@
+"""The pipeline's replicas kept to what the scaler asks, one non-blocking step per call.
+
+What the scaler asks of a stage is a :class:`StageTarget`. :meth:`Fleet.step` moves the
+processes towards it as the operator and Knative would move pods, without waiting on any
+of them: a new replica starts in its own cgroup at the target's cores and joins the
+router only once its health check answers SERVING; a replica no longer wanted leaves the
+router first (which drains it: nothing in flight is lost), then gets SIGTERM (it drains its
+own queue), and its cgroup goes once it has exited; a resize writes every replica's quota;
+a batching change goes to every serving replica's admin API; a new variant replaces the
+replicas one by one, the old ones leaving once enough new ones serve.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from sluice_core.invocation import RuntimeInvocation
+
+from sluice_local.up.processes import ProcessGroup, RuntimeProcess, free_port
+from sluice_local.up.topology import Batching
+
+log = logging.getLogger(__name__)
+
+STARTING = "starting"
+#: Answers SERVING and is in the router's replica list.
+SERVING = "serving"
+RETIRING = "retiring"
+
+
+@dataclass(frozen=True)
+class StageTarget:
+    """What the scaler asks of one stage."""
+
+    replicas: int
+    cores: float
+    variant: str
+    batching: Batching
+
+
+@dataclass
+class Replica:
+    """One replica process of a stage and where it is in its life."""
+
+    stage: str
+    variant: str
+    process: RuntimeProcess
+    batching: Batching
+    phase: str = STARTING
+    #: When it joined the router (monotonic seconds).
+    joined_s: float | None = None
+
+
+#: Builds a replica's invocation: (stage, variant, port, metrics port, batching).
+InvocationFor = Callable[[str, str, int, int, Batching], RuntimeInvocation]
+
+
+@dataclass
+class Fleet:
+    """Every stage's replicas, and the router whose replica lists follow them."""
+
+    group: ProcessGroup
+    invocation_for: InvocationFor
+    admin_token: str
+    replicas: list[Replica] = field(default_factory=list)
+    router: RuntimeProcess | None = None
+    #: Replica addresses the router was last given, per stage.
+    _routed: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def of(self, stage: str) -> list[Replica]:
+        """The stage's replicas that are not leaving."""
+        return [r for r in self.replicas if r.stage == stage and r.phase != RETIRING]
+
+    def start_replica(self, stage: str, target: StageTarget, now_s: float) -> Replica:
+        """A new replica of ``stage`` at the target's cores, variant and batching."""
+        index = 1 + max((int(r.process.name.rsplit("-", 1)[1]) for r in self.replicas
+                         if r.stage == stage), default=-1)
+        invocation = self.invocation_for(stage, target.variant, free_port(), free_port(),
+                                         target.batching)
+        process = self.group.start(f"{stage}-{index}", invocation, target.cores, now_s)
+        replica = Replica(stage, target.variant, process, target.batching)
+        self.replicas.append(replica)
+        return replica
+
+    def step(self, targets: Mapping[str, StageTarget], now_s: float) -> list[str]:
+        """One move towards ``targets`` for every stage; what was done, for the log."""
+        done: list[str] = []
+        for stage, target in targets.items():
+            done += self._admit_ready(stage)
+            done += self._scale(stage, target, now_s)
+            done += self._resize(stage, target)
+            done += self._retune(stage, target)
+        done += self._route(now_s)
+        for replica in [r for r in self.replicas if r.phase == RETIRING]:
+            if replica.process.target not in self._routed.get(replica.stage, ()):
+                replica.process.stop(now_s)
+        for process in self.group.reap(now_s):
+            self.replicas = [r for r in self.replicas if r.process is not process]
+        return done
+
+    def _admit_ready(self, stage: str) -> list[str]:
+        done = []
+        for replica in self.of(stage):
+            if replica.phase == STARTING and replica.process.serving():
+                replica.phase = SERVING
+                done.append(f"{replica.process.name} is ready")
+            elif replica.phase == STARTING and replica.process.exited:
+                raise RuntimeError(f"replica {replica.process.name} exited while starting: "
+                                   f"see {replica.process.log_path}")
+        return done
+
+    def _scale(self, stage: str, target: StageTarget, now_s: float) -> list[str]:
+        current = [r for r in self.of(stage) if r.variant == target.variant]
+        done = []
+        for _ in range(target.replicas - len(current)):
+            replica = self.start_replica(stage, target, now_s)
+            done.append(f"started {replica.process.name} at {target.cores:g} cores")
+        # Fewest losses first: replicas still starting, then the newest serving ones.
+        surplus = sorted(current, key=lambda r: (r.phase == SERVING, r.process.started_s),
+                         reverse=False)[:max(0, len(current) - target.replicas)]
+        # Another variant's replicas leave once the new ones serve in their place.
+        serving_new = sum(1 for r in current if r.phase == SERVING)
+        old = [r for r in self.of(stage) if r.variant != target.variant]
+        surplus += old[:max(0, serving_new + len(old) - target.replicas)]
+        for replica in surplus:
+            replica.phase = RETIRING
+            done.append(f"retiring {replica.process.name}")
+        return done
+
+    def _resize(self, stage: str, target: StageTarget) -> list[str]:
+        done = []
+        for replica in self.of(stage):
+            if replica.variant == target.variant and replica.process.cores != target.cores:
+                self.group.resize(replica.process, target.cores)
+                done.append(f"{replica.process.name} resized to {target.cores:g} cores")
+        return done
+
+    def _retune(self, stage: str, target: StageTarget) -> list[str]:
+        done = []
+        for replica in self.of(stage):
+            if replica.phase == SERVING and replica.batching != target.batching:
+                replica.process.admin("PUT", f"/v1/batching/{stage}", self.admin_token, {
+                    "max_batch_size": target.batching.max_batch_size,
+                    "max_delay_ms": target.batching.max_delay_ms})
+                replica.batching = target.batching
+                done.append(f"{replica.process.name} batching {target.batching}")
+        return done
+
+    def _route(self, now_s: float) -> list[str]:
+        """Give the router each stage's serving replicas, where they changed."""
+        if self.router is None:
+            return []
+        done = []
+        for stage in {r.stage for r in self.replicas} | set(self._routed):
+            serving = tuple(sorted(r.process.target for r in self.replicas
+                                   if r.stage == stage and r.phase == SERVING))
+            if serving and serving != self._routed.get(stage):
+                self.router.admin("PUT", f"/v1/stages/{stage}/replicas", self.admin_token,
+                                  {"replicas": list(serving)})
+                self._routed[stage] = serving
+                for replica in self.replicas:
+                    if replica.process.target in serving and replica.joined_s is None:
+                        replica.joined_s = now_s
+                done.append(f"router: {stage} on {len(serving)} replicas")
+        return done
+
+    def set_router(self, router: RuntimeProcess, routed: Mapping[str, tuple[str, ...]]) -> None:
+        """The router, started with ``routed`` as its stages' replicas."""
+        self.router = router
+        self._routed = dict(routed)

@@ -4,7 +4,7 @@ a scaling policy, with load, a live view, a report and plots.
     sluice up PIPELINE.yaml --profiles FILE [--model-root DIR] [--model STAGE=PATH]...
         (--trace FILE [--mean-rate R] | --rate R [--mmpp]) [--duration-s S] [--serve]
         [--policy static|horizontal|vertical|hybrid|all] [--rows-per-request N]
-        [--out DIR] [--no-quota] [--seed N]
+        [--out DIR] [--cgroup-root DIR | --no-quota] [--seed N]
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from sluice_core.scaling import registry
 from sluice_core.simulate import SimConfig, SimulationError, simulate
 from sluice_core.spec import Pipeline
 
-from sluice_local.cgroupfs import writable_cpu_hierarchy
 from sluice_local.cli import CommandError
 from sluice_local.commands.simulate import load_inputs
 from sluice_local.commands.workload import add_workload_arguments, workload_counts
 from sluice_local.models import ModelLocationError, local_model_source
+from sluice_local.profiling.quota import QuotaError, find_hierarchy
 from sluice_local.up.plots import plot_comparison, plot_run
 from sluice_local.up.report import build_report, format_table, per_second_rows, write_csv
 from sluice_local.up.run import RunError, RunOutcome, RunSpec, StopFlag, run_policy
@@ -41,9 +41,6 @@ DEFAULT_DURATION_S = 120.0
 #: A new local replica's start before its model loads: an interpreter and its imports
 #: (the profile's load and warm-up come on top), what the simulator is told.
 LOCAL_START_S = 1.0
-NO_CGROUPS = ("cannot write CPU cgroups here ({where}): run as root, or inside a cgroup "
-              "delegated to you; or pass --no-quota to run without CPU limits (then no "
-              "vertical scaling, as the report says)")
 
 
 def register(subparsers: Any) -> None:
@@ -74,6 +71,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="where to write reports, plots and logs (default "
                              "./sluice-up-TIME)")
+    parser.add_argument("--cgroup-root", type=Path, metavar="DIR",
+                        help="make the processes' cgroups under this cgroup directory (a "
+                             "delegated v2 subtree) instead of the system's root")
     parser.add_argument("--no-quota", action="store_true",
                         help="run without CPU cgroups (no vertical scaling)")
     parser.add_argument("--seed", type=int, default=0, metavar="N",
@@ -89,10 +89,13 @@ def run(args: argparse.Namespace) -> int:
     pipeline, profile = load_inputs(args)
     profile = profile.per_request(args.rows_per_request)
     counts = _counts(args)
-    hierarchy = None if args.no_quota else writable_cpu_hierarchy()
-    if hierarchy is None and not args.no_quota:
-        raise CommandError(NO_CGROUPS.format(where="no writable cpu controller in "
-                                                   "/sys/fs/cgroup"))
+    hierarchy = None
+    if not args.no_quota:
+        try:
+            hierarchy = find_hierarchy(args.cgroup_root)
+        except QuotaError as exc:
+            raise CommandError(f"{exc}; or pass --no-quota to run without CPU limits (no "
+                               "vertical scaling, as the report says)") from None
     spec = RunSpec(pipeline, args.pipeline, _model_sources(pipeline, args),
                    args.rows_per_request, None if args.serve else counts, args.seed,
                    hierarchy)

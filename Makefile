@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 DEV_STAMP := $(VENV)/.dev-installed
 MODELS_STAMP := examples/models/.generated
 
-.PHONY: demo test test-runtime lint format proto models profiles bench bench-overload bench-cores bench-scaler cluster-build cluster-up cluster-down kind-up kind-down clean
+.PHONY: demo test test-runtime lint format proto models profiles bench bench-overload bench-cores bench-scaler bench-local cluster-build cluster-up cluster-down kind-up kind-down clean
 
 $(DEV_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,13 @@ $(MODELS_STAMP): $(DEV_STAMP) examples/make_models.py
 
 models: $(MODELS_STAMP)
 
-## demo: local runtime on loopback serving the example models under a short load
+## demo: local mode: the example pipeline as processes under real CPU quotas and the hybrid
+## scaler, 90 s of bursty load, then the report table and the plot (without root: no quotas)
+DEMO_QUOTA := $(if $(filter 0,$(shell id -u)),,--no-quota)
 demo: $(MODELS_STAMP)
-	$(PY) examples/demo.py --models examples/models
+	$(VENV)/bin/sluice up examples/pipelines/dialogue.yaml --profiles examples/profiles/dialogue.json \
+		--model-root examples/models --rate 60 --mmpp --duration-s 90 --policy hybrid \
+		--out demo-output $(DEMO_QUOTA)
 
 ## test: the whole suite (runtime, control plane, operator)
 test: $(DEV_STAMP)
@@ -69,6 +73,11 @@ bench-cores: $(MODELS_STAMP)
 ## TRACES=dir of the traces (a synthetic MMPP stands in when absent), DAY=1 adds the whole day
 bench-scaler: $(DEV_STAMP)
 	$(PY) bench/scaler.py $(if $(TRACES),--traces $(TRACES)) $(if $(DAY),--day)
+
+## bench-local: local mode's four policies on Twitter window a, measured here (needs root;
+## TRACES=dir of the traces, a synthetic stand-in when absent; docs/local.md)
+bench-local: $(MODELS_STAMP)
+	$(PY) bench/local.py $(if $(TRACES),--traces $(TRACES))
 
 ## cluster-up / cluster-down: the real control plane the operator tests use, by hand
 cluster-build: $(DEV_STAMP)

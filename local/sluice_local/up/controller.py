@@ -26,7 +26,7 @@ from sluice_core.scaling.types import (
     SetReplicas,
     SetVariant,
 )
-from sluice_core.spec import Pipeline
+from sluice_core.spec import Pipeline, Stage
 
 from sluice_local.up.fleet import RETIRING, SERVING, Fleet, StageTarget
 from sluice_local.up.observe import OUTCOMES, ReplicaView, StageSettings, TickInput, observe
@@ -48,16 +48,23 @@ def target_of(allocation: Allocation, rows_per_request: int) -> StageTarget:
                                 allocation.max_delay_ms))
 
 
-def apply_action(target: StageTarget, action: Action, rows_per_request: int) -> StageTarget:
-    """The stage's target after ``action``."""
+def apply_action(target: StageTarget, action: Action, stage: Stage,
+                 rows_per_request: int) -> StageTarget:
+    """The stage's target after ``action``, within the stage's bounds (as the simulator
+    and the platform hold them)."""
     if isinstance(action, Resize):
-        return replace(target, cores=action.cores)
+        return replace(target, cores=_within(action.cores, stage))
     if isinstance(action, SetReplicas):
-        return replace(target, replicas=action.replicas, cores=action.cores)
+        replicas = min(max(action.replicas, stage.min_replicas), stage.max_replicas)
+        return replace(target, replicas=replicas, cores=_within(action.cores, stage))
     if isinstance(action, SetBatching):
         return replace(target, batching=Batching(action.max_batch_size * rows_per_request,
                                                  action.max_delay_ms))
     return replace(target, variant=action.variant)
+
+
+def _within(cores: float, stage: Stage) -> float:
+    return min(max(cores, stage.cpu.min_value), stage.cpu.max_value)
 
 
 def describe(action: Action, rows_per_request: int) -> tuple[str, str]:
@@ -169,7 +176,10 @@ class Controller:
             log.info("no quota: resize of %s to %g cores not applied", stage, action.cores)
             return
         kind, detail = describe(action, self.rows_per_request)
-        self.targets[stage] = apply_action(self.targets[stage], action, self.rows_per_request)
+        self.targets[stage] = apply_action(self.targets[stage], action,
+                                           self.pipeline.stage(stage), self.rows_per_request)
+        if isinstance(action, Resize):
+            self.fleet.resize(stage, self.targets[stage].cores)
         self.timeline.actions.append(ActionRecord(t_s, stage, kind, detail, action.reason))
         known = frozenset(r.process.name for r in self.fleet.of(stage) if r.phase == SERVING)
         self._pending = [p for p in self._pending if not (p.stage == stage and p.kind == kind)]

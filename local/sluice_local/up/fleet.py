@@ -5,9 +5,11 @@ processes towards it as the operator and Knative would move pods, without waitin
 of them: a new replica starts in its own cgroup at the target's cores and joins the
 router only once its health check answers SERVING; a replica no longer wanted leaves the
 router first (which drains it: nothing in flight is lost), then gets SIGTERM (it drains its
-own queue), and its cgroup goes once it has exited; a resize writes every replica's quota;
-a batching change goes to every serving replica's admin API; a new variant replaces the
-replicas one by one, the old ones leaving once enough new ones serve.
+own queue), and its cgroup goes once it has exited; a batching change goes to every
+serving replica's admin API; a new variant replaces the replicas one by one, the old ones
+leaving once enough new ones serve. A resize (:meth:`Fleet.resize`) is written at once to
+every replica's quota; as on Kubernetes, a change of replica count leaves the cores of the
+replicas already running as they are.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class StageTarget:
     """What the scaler asks of one stage."""
 
     replicas: int
+    #: Cores new replicas start with (the last resize's, or the last scale's).
     cores: float
     variant: str
     batching: Batching
@@ -89,7 +92,6 @@ class Fleet:
         for stage, target in targets.items():
             done += self._admit_ready(stage)
             done += self._scale(stage, target, now_s)
-            done += self._resize(stage, target)
             done += self._retune(stage, target)
         done += self._route(now_s)
         for replica in [r for r in self.replicas if r.phase == RETIRING]:
@@ -128,13 +130,11 @@ class Fleet:
             done.append(f"retiring {replica.process.name}")
         return done
 
-    def _resize(self, stage: str, target: StageTarget) -> list[str]:
-        done = []
+    def resize(self, stage: str, cores: float) -> None:
+        """Every replica of ``stage`` that is not leaving to ``cores``, in place, now."""
         for replica in self.of(stage):
-            if replica.variant == target.variant and replica.process.cores != target.cores:
-                self.group.resize(replica.process, target.cores)
-                done.append(f"{replica.process.name} resized to {target.cores:g} cores")
-        return done
+            if replica.process.cores != cores:
+                self.group.resize(replica.process, cores)
 
     def _retune(self, stage: str, target: StageTarget) -> list[str]:
         done = []

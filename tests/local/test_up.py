@@ -208,3 +208,33 @@ def test_where_cgroups_cannot_be_made_it_says_so_in_one_line(example_models, tmp
     (line,) = result.stderr.splitlines()
     assert "not a CPU cgroup directory" in line
     assert "--no-quota" in line
+
+
+def test_a_fused_pipeline_is_refused_with_the_way_to_run_it(example_models, tmp_path):
+    fused = tmp_path / "fused.yaml"
+    fused.write_text(DIALOGUE.read_text().replace("composition: isolated",
+                                                  "composition: fused"))
+    result = subprocess.run(
+        [sys.executable, "-m", "sluice_local", "up", str(fused), "--profiles", str(PROFILES),
+         "--model-root", str(example_models), "--rate", "20", "--no-quota"],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert "composition fused is not run locally yet" in line
+
+
+def test_without_quotas_it_runs_and_says_no_resize_was_applied(example_models, tmp_path):
+    trace = tmp_path / "step.txt"
+    trace.write_text("20\n" * 3 + "150\n" * 9)
+    result = subprocess.run(
+        [sys.executable, "-m", "sluice_local", "up", str(DIALOGUE), "--profiles", str(PROFILES),
+         "--model-root", str(example_models), "--trace", str(trace), "--policy", "vertical",
+         "--no-quota", "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "run" / "vertical" / "report.json").read_text())
+    assert report["quota"] is False
+    resizes = [a for a in report["actions"] if a["kind"] == "resize"]
+    assert resizes, "the step should have asked for cores"
+    assert all("not applied" in a["detail"] and a["effective_s"] is None for a in resizes)
+    assert "no CPU quotas (--no-quota)" in result.stdout

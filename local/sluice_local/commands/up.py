@@ -21,7 +21,7 @@ from typing import Any
 from sluice_core.profiles import PipelineProfile
 from sluice_core.scaling import registry
 from sluice_core.simulate import SimConfig, SimulationError, simulate
-from sluice_core.spec import Pipeline
+from sluice_core.spec import FUSED, Pipeline
 
 from sluice_local.cli import CommandError
 from sluice_local.commands.simulate import load_inputs
@@ -87,6 +87,11 @@ def run(args: argparse.Namespace) -> int:
     if args.rows_per_request < 1:
         raise CommandError(f"--rows-per-request must be at least 1, got {args.rows_per_request}")
     pipeline, profile = load_inputs(args)
+    if pipeline.composition == FUSED:
+        raise CommandError(
+            "composition fused is not run locally yet: its stages share one process's "
+            "cores, which the policies (and the simulator beside the run) scale per stage; "
+            "run it as isolated (composition: isolated or auto)")
     profile = profile.per_request(args.rows_per_request)
     counts = _counts(args)
     hierarchy = None
@@ -151,6 +156,9 @@ def _write_summary(reports: list[dict[str, Any]], out: Path) -> None:
     if not reports:
         return
     print(format_table(reports))
+    if not reports[0]["quota"]:
+        print("no CPU quotas (--no-quota): every process could use every core, and no "
+              "resize was applied")
     for report in reports:
         directory = out / str(report["policy"])
         print(f"{report['policy']}: {directory / 'report.json'}, "

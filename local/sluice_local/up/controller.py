@@ -172,10 +172,12 @@ class Controller:
 
     def _take(self, action: Action, t_s: float) -> None:
         stage = action.stage
-        if isinstance(action, Resize) and not self.quota:
-            log.info("no quota: resize of %s to %g cores not applied", stage, action.cores)
-            return
         kind, detail = describe(action, self.rows_per_request)
+        if isinstance(action, Resize) and not self.quota:
+            # What the policy wanted stays in the record; nothing can carry it out.
+            self.timeline.actions.append(ActionRecord(
+                t_s, stage, kind, f"{detail}: not applied (no CPU quotas)", action.reason))
+            return
         self.targets[stage] = apply_action(self.targets[stage], action,
                                            self.pipeline.stage(stage), self.rows_per_request)
         if isinstance(action, Resize):

@@ -10,7 +10,6 @@ replica takes effect is known to a fraction of the interval.
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -34,8 +33,6 @@ from sluice_local.up.processes import RuntimeProcess
 from sluice_local.up.scrape import EMPTY, Scrape, parse
 from sluice_local.up.timeline import ActionRecord, ReplicaRecord, RunTimeline
 from sluice_local.up.topology import Batching
-
-log = logging.getLogger(__name__)
 
 #: How often pending effects (a resize, a replica joining) are checked between decisions.
 CHECK_INTERVAL_S = 0.1
@@ -88,8 +85,6 @@ class Pending:
     stage: str
     kind: str
     target: StageTarget
-    #: Replicas that were not yet serving when a scale-out was decided.
-    known: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -183,10 +178,9 @@ class Controller:
         if isinstance(action, Resize):
             self.fleet.resize(stage, self.targets[stage].cores)
         self.timeline.actions.append(ActionRecord(t_s, stage, kind, detail, action.reason))
-        known = frozenset(r.process.name for r in self.fleet.of(stage) if r.phase == SERVING)
         self._pending = [p for p in self._pending if not (p.stage == stage and p.kind == kind)]
         self._pending.append(Pending(len(self.timeline.actions) - 1, stage, kind,
-                                     self.targets[stage], known))
+                                     self.targets[stage]))
 
     def _in_force(self, pending: Pending, router_status: Mapping[str, list[dict]]) -> bool:
         """Whether ``pending``'s effect holds: read from the runtimes and the router."""

@@ -14,7 +14,6 @@ replicas already running as they are.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -22,8 +21,6 @@ from sluice_core.invocation import RuntimeInvocation
 
 from sluice_local.up.processes import ProcessGroup, RuntimeProcess, free_port
 from sluice_local.up.topology import Batching
-
-log = logging.getLogger(__name__)
 
 STARTING = "starting"
 #: Answers SERVING and is in the router's replica list.

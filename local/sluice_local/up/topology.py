@@ -13,7 +13,7 @@ from sluice_core.spec import Pipeline
 
 #: How often a runtime re-reads its cgroup's quota: a resize is followed within this.
 CPU_POLL_INTERVAL_S = 0.25
-#: What requests carrying no budget get (local mode's load always sends one).
+#: Every process listens on loopback only.
 LOCAL_HOST = "127.0.0.1"
 
 
@@ -24,10 +24,6 @@ class RunFiles:
     directory: Path
     manifest: Path
     admin_token: Path
-
-    def log(self, process: str) -> Path:
-        """The output of process ``process``."""
-        return self.directory / "logs" / f"{process}.log"
 
     def model_cache(self) -> Path:
         """The prepared-weights cache every replica shares (as a node's disk would)."""

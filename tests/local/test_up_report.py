@@ -16,6 +16,7 @@ from sluice_local.records import Records
 from sluice_local.up.report import (
     agreement,
     build_report,
+    cores_used,
     format_table,
     measured_result,
     per_second_rows,
@@ -237,7 +238,7 @@ def test_an_empty_run_has_no_attainment_nor_latency():
 def test_build_report_adds_the_timeline_actions_and_simulation(real_sim_json):
     report = make_report(simulated=real_sim_json)
     assert set(report) == set(real_sim_json) | {
-        "pipeline", "quota", "timeline", "actions", "replicas", "simulated", "agreement"}
+        "pipeline", "quota", "timeline", "actions", "replicas", "cores_used", "simulated", "agreement"}
     assert report["pipeline"] == "dialogue"
     assert report["quota"] is True
     assert report["simulated"] is real_sim_json
@@ -261,6 +262,20 @@ def test_build_report_adds_the_timeline_actions_and_simulation(real_sim_json):
     assert actions[0]["detail"] == "2 cores"
     assert report["agreement"] == agreement(report, real_sim_json)
     json.dumps(report)
+
+
+def test_cores_used_beside_allocated_by_stages_and_router():
+    # What the processes' cgroups accounted, held over each tick's interval like the
+    # allocation: the stages' quotas against how full they ran, and the router beside.
+    timeline = make_timeline()
+    timeline.ticks = [
+        replace(t, router_cores_used=0.25 if t.t_s <= 5 else 0.75, stages=tuple(
+            replace(s, cores_used=0.5) for s in t.stages))
+        for t in timeline.ticks]
+    used = cores_used(timeline)
+    assert used["stages_mean_cores"] == pytest.approx(1.0)
+    assert used["router_mean_cores"] == pytest.approx(0.5)
+    assert build_report(timeline, make_records(), DURATION_S, SEED, None)["cores_used"] == used
 
 
 def test_build_report_without_simulation():

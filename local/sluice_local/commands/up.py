@@ -160,6 +160,11 @@ def _write_summary(reports: list[dict[str, Any]], out: Path) -> None:
         print("no CPU quotas (--no-quota): every process could use every core, and no "
               "resize was applied")
     for report in reports:
+        used = report["cores_used"]
+        print(f"{report['policy']}: the stages used {used['stages_mean_cores']:.2f} of the "
+              f"{report['mean_cores']:.2f} cores allocated on average, the router "
+              f"{used['router_mean_cores']:.2f} (of the machine's {os.cpu_count()})")
+    for report in reports:
         directory = out / str(report["policy"])
         print(f"{report['policy']}: {directory / 'report.json'}, "
               f"{directory / 'per-second.csv'}, {directory / 'run.png'}")

@@ -21,6 +21,7 @@ LATENCY = "sluice_model_latency_seconds"
 DURATION = "sluice_request_duration_seconds"
 OUTCOMES = "sluice_model_requests_total"
 REQUESTS = "sluice_requests_total"
+CPU_USED = "sluice_cgroup_cpu_usage_seconds_total"
 LATE = "late"
 REFUSED = ("refused_deadline", "refused_queue_full", "refused_draining", "failed",
            "cancelled")
@@ -114,8 +115,16 @@ def _stage(name: str, settings: StageSettings, replicas: Sequence[ReplicaView],
         cores_allocated=sum(r.cores_set for r in replicas),
         max_batch_size=settings.max_batch_rows, max_delay_ms=settings.max_delay_ms,
         queue_depth=queue_depth, arrival_rps=arrival_rps, latency_ms=latency_ms,
-        answered=answered, late=late, refused=refused)
+        answered=answered, late=late, refused=refused,
+        cores_used=sum(_cores_used(r.before, r.after, tick.interval_s) for r in replicas))
     return observation, sample
+
+
+def _cores_used(before: Scrape, after: Scrape, interval_s: float) -> float:
+    """A process's CPU use over the interval, in cores (0 without accounting)."""
+    if interval_s <= 0:
+        return 0.0
+    return counter_delta(before, after, CPU_USED) / interval_s
 
 
 def observe(tick: TickInput) -> tuple[Observation, Tick]:
@@ -138,4 +147,5 @@ def observe(tick: TickInput) -> tuple[Observation, Tick]:
     observation = Observation(now_s=tick.t_s, stages=observations, entrance_rps=entrance_rps)
     return observation, Tick(t_s=tick.t_s, entrance_rps=entrance_rps, ok=answered - late,
                              missed=entrance - answered + late, latency_ms=latency_ms,
-                             stages=tuple(samples))
+                             stages=tuple(samples),
+                             router_cores_used=_cores_used(before, after, tick.interval_s))

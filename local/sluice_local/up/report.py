@@ -195,6 +195,16 @@ def _action_counts(actions: Iterable[ActionRecord]) -> dict[str, int]:
     return counts
 
 
+def cores_used(timeline: RunTimeline) -> dict[str, float]:
+    """Mean CPU the stages' replicas and the router used, in cores (their cgroups'
+    accounting), over the same span as the allocated cores' mean."""
+    ticks, span_s = timeline.ticks, _ticks_span_s(timeline.ticks)
+    stages = _integrate(ticks, [sum(s.cores_used for s in t.stages) for t in ticks])
+    router = _integrate(ticks, [t.router_cores_used for t in ticks])
+    return {"stages_mean_cores": _mean(stages, span_s),
+            "router_mean_cores": _mean(router, span_s)}
+
+
 # --- the report ----------------------------------------------------------------------------
 
 
@@ -211,6 +221,7 @@ def build_report(timeline: RunTimeline, requests: Records, duration_s: float, se
         "timeline": [tick_json(tick) for tick in timeline.ticks],
         "actions": [action_json(action) for action in timeline.actions],
         "replicas": [asdict(replica) for replica in timeline.replicas.values()],
+        "cores_used": cores_used(timeline),
         "simulated": simulated,
         "agreement": agreement(measured, simulated),
     }
@@ -224,6 +235,7 @@ def tick_json(tick: Tick) -> dict[str, Any]:
         "ok": tick.ok,
         "missed": tick.missed,
         "latency_ms": tick.latency_ms,
+        "router_cores_used": tick.router_cores_used,
         "stages": [asdict(sample) for sample in tick.stages],
     }
 

@@ -33,6 +33,9 @@ class StageSample:
     answered: int
     late: int
     refused: int
+    #: CPU the stage's replicas used over the interval, in cores (their cgroups' own
+    #: accounting): beside the cores allocated, how full the quotas ran.
+    cores_used: float = 0.0
 
     @property
     def missed(self) -> int:
@@ -53,6 +56,9 @@ class Tick:
     #: End-to-end latency at the SLO's percentile over the interval (None: none answered).
     latency_ms: float | None
     stages: tuple[StageSample, ...]
+    #: CPU the router used over the interval, in cores: the machine's cores the stages
+    #: share with it (it runs without a quota).
+    router_cores_used: float = 0.0
 
     def stage(self, name: str) -> StageSample:
         """The sample of stage ``name``."""

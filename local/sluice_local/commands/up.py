@@ -142,8 +142,11 @@ def _report(outcome: RunOutcome, spec: RunSpec, profile: PipelineProfile,
 
 def _simulate(spec: RunSpec, profile: PipelineProfile, policy: registry.Policy,
               counts: Sequence[int]) -> dict[str, Any] | None:
-    """The same run in the simulator: this machine's cores, local start and resize delays."""
-    config = SimConfig(seed=spec.seed, nodes=1, node_cores=float(os.cpu_count() or 1),
+    """The same run in the simulator, with local mode's start and resize delays. Local
+    quotas are limits, not reservations: nothing stops them adding up to more than the
+    machine's cores, so the simulated node holds every replica the stages' bounds allow."""
+    room = sum(s.max_replicas * s.cpu.max_value for s in spec.pipeline.stages)
+    config = SimConfig(seed=spec.seed, nodes=1, node_cores=room,
                        platform_start_s=LOCAL_START_S, resize_delay_s=CPU_POLL_INTERVAL_S)
     try:
         return simulate(spec.pipeline, profile, policy, list(counts), config).to_json()

@@ -238,7 +238,8 @@ def test_an_empty_run_has_no_attainment_nor_latency():
 def test_build_report_adds_the_timeline_actions_and_simulation(real_sim_json):
     report = make_report(simulated=real_sim_json)
     assert set(report) == set(real_sim_json) | {
-        "pipeline", "quota", "timeline", "actions", "replicas", "cores_used", "simulated", "agreement"}
+        "pipeline", "quota", "timeline", "actions", "replicas", "cores_used", "simulated",
+        "agreement"}
     assert report["pipeline"] == "dialogue"
     assert report["quota"] is True
     assert report["simulated"] is real_sim_json

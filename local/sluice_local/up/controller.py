@@ -34,8 +34,11 @@ from sluice_local.up.scrape import EMPTY, Scrape, parse
 from sluice_local.up.timeline import ActionRecord, ReplicaRecord, RunTimeline
 from sluice_local.up.topology import Batching
 
-#: How often pending effects (a resize, a replica joining) are checked between decisions.
+#: How often pending effects (a resize, a replica joining) are checked between ticks.
 CHECK_INTERVAL_S = 0.1
+#: How often everything is read and recorded, whatever the policy's own interval (the
+#: static policy decides once a minute; the timeline and the live view go by the second).
+TICK_S = 1.0
 
 
 def target_of(allocation: Allocation, rows_per_request: int) -> StageTarget:
@@ -101,38 +104,52 @@ class Controller:
     targets: dict[str, StageTarget] = field(default_factory=dict)
     _state: Any = None
     _scrapes: dict[str, Scrape] = field(default_factory=dict)
+    _decision_scrapes: dict[str, Scrape] = field(default_factory=dict)
     _pending: list[Pending] = field(default_factory=list)
     _started_s: float = 0.0
     _last_tick_s: float = 0.0
+    _last_decision_s: float = 0.0
 
     def begin(self, started_s: float) -> None:
         """Start counting time: the load starts now."""
         self._state = self.policy.initial_state()
-        self._started_s = self._last_tick_s = started_s
-        self._scrapes = self._scrape_all()
+        self._started_s = self._last_tick_s = self._last_decision_s = started_s
+        self._scrapes = self._decision_scrapes = self._scrape_all()
 
     def tick(self) -> None:
-        """Read everything, record a tick, decide, and start moving towards it."""
+        """Read everything and record a tick; when the policy's interval has passed, let it
+        decide over that interval, and start moving towards what it decided."""
         now = self.clock()
         scrapes = self._scrape_all()
         router_status = self._router_stages()
-        observation, tick = observe(TickInput(
-            t_s=now - self._started_s, interval_s=now - self._last_tick_s,
-            pipeline=self.pipeline.name, percentile=self.pipeline.percentile,
-            rows_per_request=self.rows_per_request, stages=self._settings(),
-            replicas=[self._view(r, scrapes, router_status) for r in self.fleet.replicas
-                      if r.phase != RETIRING],
-            router_before=self._scrapes.get("router", EMPTY),
-            router_after=scrapes.get("router", EMPTY),
-            in_flight={stage: sum(int(r.get("outstanding", 0)) for r in replicas)
-                       for stage, replicas in router_status.items()}))
+        _, tick = observe(self._input(now, self._last_tick_s, self._scrapes, scrapes,
+                                      router_status))
         self._scrapes, self._last_tick_s = scrapes, now
         self._record_replicas(scrapes, now)
         self.timeline.ticks.append(tick)
-        actions, self._state = self.policy.decide(observation, self._state, tick.t_s)
-        for action in actions:
-            self._take(action, tick.t_s)
+        if now - self._last_decision_s >= self.policy.interval_s - TICK_S / 2:
+            observation, _ = observe(self._input(now, self._last_decision_s,
+                                                 self._decision_scrapes, scrapes,
+                                                 router_status))
+            self._decision_scrapes, self._last_decision_s = scrapes, now
+            actions, self._state = self.policy.decide(observation, self._state, tick.t_s)
+            for action in actions:
+                self._take(action, tick.t_s)
         self.fleet.step(self.targets, now)
+
+    def _input(self, now: float, since: float, before: Mapping[str, Scrape],
+               after: Mapping[str, Scrape], router_status: Mapping[str, list[dict]]
+               ) -> TickInput:
+        """What was read, over the interval from ``since`` (with ``before``) to ``now``."""
+        return TickInput(
+            t_s=now - self._started_s, interval_s=now - since,
+            pipeline=self.pipeline.name, percentile=self.pipeline.percentile,
+            rows_per_request=self.rows_per_request, stages=self._settings(),
+            replicas=[self._view(r, before, after, router_status) for r in self.fleet.replicas
+                      if r.phase != RETIRING],
+            router_before=before.get("router", EMPTY), router_after=after.get("router", EMPTY),
+            in_flight={stage: sum(int(r.get("outstanding", 0)) for r in replicas)
+                       for stage, replicas in router_status.items()})
 
     def check_pending(self) -> None:
         """Record the moment each pending action took effect, and keep the fleet moving."""
@@ -208,7 +225,7 @@ class Controller:
                                     t.batching.max_delay_ms, t.variant)
                 for name, t in self.targets.items()}
 
-    def _view(self, replica: Any, scrapes: Mapping[str, Scrape],
+    def _view(self, replica: Any, before: Mapping[str, Scrape], after: Mapping[str, Scrape],
               router_status: Mapping[str, list[dict]]) -> ReplicaView:
         name = replica.process.name
         ready_at_router = any(r.get("address") == replica.process.target and r.get("ready")
@@ -216,8 +233,7 @@ class Controller:
         return ReplicaView(stage=replica.stage,
                            serving=replica.phase == SERVING and ready_at_router,
                            cores_set=replica.process.cores or 0.0,
-                           before=self._scrapes.get(name, EMPTY),
-                           after=scrapes.get(name, EMPTY))
+                           before=before.get(name, EMPTY), after=after.get(name, EMPTY))
 
     def _scrape_all(self) -> dict[str, Scrape]:
         processes = [r.process for r in self.fleet.replicas]

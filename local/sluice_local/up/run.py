@@ -23,7 +23,7 @@ from sluice_core.spec import Pipeline
 
 from sluice_local.cgroupfs import CpuHierarchy
 from sluice_local.records import Records, read_records
-from sluice_local.up.controller import CHECK_INTERVAL_S, Controller, target_of
+from sluice_local.up.controller import CHECK_INTERVAL_S, TICK_S, Controller, target_of
 from sluice_local.up.fleet import SERVING, Fleet
 from sluice_local.up.live import LiveView
 from sluice_local.up.processes import ProcessGroup, RuntimeProcess, free_port
@@ -162,7 +162,7 @@ def run_policy(spec: RunSpec, policy: Policy, directory: Path, stream: TextIO,
         controller.begin(started)
         duration_s = None if spec.counts is None else float(len(spec.counts))
         with LiveView(timeline, duration_s, stream=stream) as view:
-            interrupted = _loop(controller, policy.interval_s, load, stop, view, started)
+            interrupted = _loop(controller, load, stop, view, started)
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -204,24 +204,26 @@ def _all_serving(fleet: Fleet) -> bool:
     return all(r.process.serving() for r in fleet.replicas)
 
 
-def _loop(controller: Controller, interval_s: float, load: subprocess.Popen[str] | None,
-          stop: StopFlag, view: LiveView, started: float) -> bool:
-    """Tick every ``interval_s`` until the load ends (False) or a stop is asked (True)."""
-    next_tick = started + interval_s
+def _loop(controller: Controller, load: subprocess.Popen[str] | None, stop: StopFlag,
+          view: LiveView, started: float) -> bool:
+    """Tick every second until the load ends (False) or a stop is asked (True)."""
+    next_tick = started + TICK_S
     while True:
         while time.monotonic() < next_tick:
             if stop.set:
                 return True
+            if load is not None and load.poll() is not None:
+                if load.returncode != 0:
+                    raise RunError(f"the load generator failed (exit {load.returncode}): "
+                                   "see logs/load.log")
+                controller.tick()  # the last part of a second, to the last answer
+                view.update(time.monotonic() - started)
+                return False
             controller.check_pending()
             time.sleep(CHECK_INTERVAL_S)
         controller.tick()
         view.update(time.monotonic() - started)
-        next_tick += interval_s
-        if load is not None and load.poll() is not None:
-            if load.returncode != 0:
-                raise RunError(f"the load generator failed (exit {load.returncode}): see "
-                               "logs/load.log")
-            return False
+        next_tick += TICK_S
 
 
 def _stop_load(load: subprocess.Popen[str]) -> None:

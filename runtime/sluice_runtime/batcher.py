@@ -226,26 +226,20 @@ class BatchedModel:
         """Pessimistic seconds from ``now`` until a new request of ``rows`` would be answered
         (what admission checks, and what a pipeline reserves for this stage).
 
-        The work running (its mean) and queued ahead, spread over the executors, then the
-        new request's own batch. Queued batches and its own are counted pessimistically (the
-        mean times a high recent ratio of measured to predicted, :meth:`LatencyModel.
-        predict_upper`): slowness comes in spells that hit consecutive batches alike, and a
-        request admitted on the mean of the work ahead of it is refused at a later stage
-        after the earlier ones computed for it whenever the work runs a little slow (a
-        fused pipeline at three times its capacity wasted a tenth of its refusals so).
-        Every queued request counts as ahead: with equal budgets EDF is FIFO, and otherwise
-        this errs on refusing. So does ``upstream``, what a pipeline has already admitted to
-        its earlier stages: it reaches this queue first. With nothing running, queued or
-        coming only the mean counts: predictions are learned from batches that run, so an
-        idle model must try what might fit, or one bad estimate would have it refuse
-        everything for ever.
+        The mean work running and queued ahead, spread over the executors, then the new
+        request's own batch with its deviation allowance. Every queued request counts as
+        ahead: with equal budgets EDF is FIFO, and otherwise this errs on refusing. So does
+        ``upstream``, what a pipeline has already admitted to its earlier stages: it
+        reaches this queue first. With nothing running, queued or coming only the mean
+        counts: predictions are learned from batches that run, so an idle model must try
+        what might fit, or one bad estimate would have it refuse everything for ever.
         """
         cores = self._pool.limit
         if self.idle and not upstream.requests:
             return self.local_compute_s(rows)
         # Core-seconds: a batch running wide occupies all its threads' cores.
         running = sum(max(end - now, 0.0) * threads for end, threads in self._running.values())
-        predict = self._estimator(1).predict_upper
+        predict = self._estimator(1).predict
         if self.signature.batchable:
             # The new rows join the partial batch at the tail; the full ones go first.
             max_rows = self._max_rows()

@@ -63,3 +63,14 @@ def test_a_tail_beyond_the_last_bound_reads_as_that_bound():
     buckets = bucket_deltas(EMPTY, parse(generate_latest(registry).decode()),
                             "sluice_model_latency_seconds", model="response")
     assert quantile_ms(buckets, 0.99) == pytest.approx(100.0)
+
+
+def test_cpu_used_is_the_process_own_and_a_new_process_counts_from_its_next_read():
+    from sluice_local.up.observe import _cores_used
+
+    def cpu(seconds: float):
+        return parse(f"# TYPE process_cpu_seconds counter\n"
+                     f"process_cpu_seconds_total {seconds}\n")
+
+    assert _cores_used(cpu(10.0), cpu(10.5), 2.0) == pytest.approx(0.25)
+    assert _cores_used(EMPTY, cpu(3.0), 1.0) == 0.0

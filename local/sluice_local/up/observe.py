@@ -21,7 +21,9 @@ LATENCY = "sluice_model_latency_seconds"
 DURATION = "sluice_request_duration_seconds"
 OUTCOMES = "sluice_model_requests_total"
 REQUESTS = "sluice_requests_total"
-CPU_USED = "sluice_cgroup_cpu_usage_seconds_total"
+#: The process's own CPU time. Not its cgroup's: where cpuacct is a v1 hierarchy apart from
+#: cpu (as here), a local process's accounting cgroup is the root's, the whole machine.
+CPU_USED = "process_cpu_seconds_total"
 LATE = "late"
 REFUSED = ("refused_deadline", "refused_queue_full", "refused_draining", "failed",
            "cancelled")
@@ -121,8 +123,9 @@ def _stage(name: str, settings: StageSettings, replicas: Sequence[ReplicaView],
 
 
 def _cores_used(before: Scrape, after: Scrape, interval_s: float) -> float:
-    """A process's CPU use over the interval, in cores (0 without accounting)."""
-    if interval_s <= 0:
+    """A process's CPU use over the interval, in cores; 0 for a process first read now
+    (its loading and warm-up are not the interval's)."""
+    if interval_s <= 0 or not before.values:
         return 0.0
     return counter_delta(before, after, CPU_USED) / interval_s
 

@@ -241,16 +241,21 @@ def test_no_scale_down_while_panicking_and_panic_ends_a_stable_window_later():
     # Knative's panicTime is the last tick over the threshold (here while few replicas were
     # ready, early in the burst), not the end of the burst.
     last_over_s = max(panic_times)
-    assert start_s <= last_over_s < end_s
+    load = burst(5.0, 60.0, start_s, end_s)
+    assert load(last_over_s) == 60.0
     first_down_s = next(now[0] for before, now in itertools.pairwise(history)
                         if now[1] < before[1])
     # Once the panic window has slid past the burst it sees only 5 in flight (one replica's
-    # worth), yet the count holds while panicking: the first scale-down is the first tick
-    # more than a stable window after the last one over the threshold.
-    calm_s = end_s + config.panic_window_s
-    assert all(panic_s is not None for t, _, _, panic_s in history if calm_s <= t < first_down_s)
-    after_s = first_down_s - last_over_s
-    assert config.stable_window_s < after_s <= config.stable_window_s + config.tick_s
+    # worth), yet the count never falls while panicking...
+    assert all(now[1] >= before[1] for before, now in itertools.pairwise(history)
+               if now[3] is not None)
+    # ...and comes down at the first decision out of panic mode, a stable window's worth of
+    # decisions after the last one over the threshold.
+    out_of_panic_s = next(t for t, _, _, panic_s in history
+                          if t > last_over_s and panic_s is None)
+    assert first_down_s == out_of_panic_s
+    held = [t for t, *_ in history if last_over_s < t < out_of_panic_s]
+    assert len(held) == config.stable_window_s / config.tick_s
     assert "stable mode" in dict(actions)[first_down_s].reason
     assert not state.stage("a").decider.panicking
     assert history[-1][1] == 1

@@ -67,19 +67,18 @@ def wire(upstream: ModelSignature, downstream: ModelSignature, label: str) -> di
     return mapping
 
 
-def reserved_s(here: Servable, later: Servable, predicted_s: float, rows: int) -> float:
-    """What a request entering stage ``here`` must leave of its budget for stage ``later``.
+def reserved_s(later: Servable, predicted_s: float, rows: int, shares_cores: bool) -> float:
+    """What a request entering a stage must leave of its budget for stage ``later``.
 
     The later stage's whole predicted latency, queue included, unless both compute on
-    this process's executors: then the work queued for the later stage runs on the same
-    cores before this request's turn at ``here`` (the queues serve requests in their own
-    order), so it delays this stage already, and only the later stage's own compute is
-    left to reserve. Reserving the queue twice would refuse what finishes in time.
+    this process's executors (``shares_cores``, and ``later`` is local too): then the work
+    queued for the later stage runs on the same cores before this request's turn (the
+    queues serve requests in their own order), so it delays this stage already, and only
+    the later stage's own compute is left to reserve. Reserving the queue twice would
+    refuse what finishes in time.
     """
-    compute_s = later.local_compute_s(rows)
-    if compute_s is None or here.local_compute_s(rows) is None:
-        return predicted_s
-    return compute_s
+    compute_s = later.local_compute_s(rows) if shares_cores else None
+    return predicted_s if compute_s is None else compute_s
 
 
 class PipelineModel:
@@ -156,9 +155,9 @@ class PipelineModel:
                 f"before stage '{predicted[0][0]}', the stages from there are predicted to "
                 f"take {total_s * 1000:.1f} ms ('{slowest}': {seconds * 1000:.1f} ms)"
             )
-        here = self._stages[index]
+        shares_cores = self._stages[index].local_compute_s(request.rows) is not None
         return request.deadline - sum(
-            reserved_s(here, later, seconds, request.rows)
+            reserved_s(later, seconds, request.rows, shares_cores)
             for later, (_, seconds) in zip(self._stages[index + 1:], predicted[1:], strict=True))
 
     async def infer(self, request: InferenceRequest) -> dict[str, np.ndarray]:

@@ -83,49 +83,40 @@ class Fleet:
         self.replicas.append(replica)
         return replica
 
-    def step(self, targets: Mapping[str, StageTarget], now_s: float) -> list[str]:
-        """One move towards ``targets`` for every stage; what was done, for the log."""
-        done: list[str] = []
+    def step(self, targets: Mapping[str, StageTarget], now_s: float) -> None:
+        """One move towards ``targets`` for every stage."""
         for stage, target in targets.items():
-            done += self._admit_ready(stage)
-            done += self._scale(stage, target, now_s)
-            done += self._retune(stage, target)
-        done += self._route(now_s)
+            self._admit_ready(stage)
+            self._scale(stage, target, now_s)
+            self._retune(stage, target)
+        self._route(now_s)
         for replica in [r for r in self.replicas if r.phase == RETIRING]:
             if replica.process.target not in self._routed.get(replica.stage, ()):
                 replica.process.stop(now_s)
         for process in self.group.reap(now_s):
             self.replicas = [r for r in self.replicas if r.process is not process]
-        return done
 
-    def _admit_ready(self, stage: str) -> list[str]:
-        done = []
+    def _admit_ready(self, stage: str) -> None:
         for replica in self.of(stage):
             if replica.phase == STARTING and replica.process.serving():
                 replica.phase = SERVING
-                done.append(f"{replica.process.name} is ready")
             elif replica.phase == STARTING and replica.process.exited:
                 raise RuntimeError(f"replica {replica.process.name} exited while starting: "
                                    f"see {replica.process.log_path}")
-        return done
 
-    def _scale(self, stage: str, target: StageTarget, now_s: float) -> list[str]:
+    def _scale(self, stage: str, target: StageTarget, now_s: float) -> None:
         current = [r for r in self.of(stage) if r.variant == target.variant]
-        done = []
         for _ in range(target.replicas - len(current)):
-            replica = self.start_replica(stage, target, now_s)
-            done.append(f"started {replica.process.name} at {target.cores:g} cores")
-        # Fewest losses first: replicas still starting, then the newest serving ones.
-        surplus = sorted(current, key=lambda r: (r.phase == SERVING, r.process.started_s),
-                         reverse=False)[:max(0, len(current) - target.replicas)]
+            self.start_replica(stage, target, now_s)
+        # Replicas still starting leave first (nothing in flight is lost), then by age.
+        surplus = sorted(current, key=lambda r: (r.phase == SERVING, r.process.started_s)
+                         )[:max(0, len(current) - target.replicas)]
         # Another variant's replicas leave once the new ones serve in their place.
         serving_new = sum(1 for r in current if r.phase == SERVING)
         old = [r for r in self.of(stage) if r.variant != target.variant]
         surplus += old[:max(0, serving_new + len(old) - target.replicas)]
         for replica in surplus:
             replica.phase = RETIRING
-            done.append(f"retiring {replica.process.name}")
-        return done
 
     def resize(self, stage: str, cores: float) -> None:
         """Every replica of ``stage`` that is not leaving to ``cores``, in place, now."""
@@ -133,22 +124,18 @@ class Fleet:
             if replica.process.cores != cores:
                 self.group.resize(replica.process, cores)
 
-    def _retune(self, stage: str, target: StageTarget) -> list[str]:
-        done = []
+    def _retune(self, stage: str, target: StageTarget) -> None:
         for replica in self.of(stage):
             if replica.phase == SERVING and replica.batching != target.batching:
                 replica.process.admin("PUT", f"/v1/batching/{stage}", self.admin_token, {
                     "max_batch_size": target.batching.max_batch_size,
                     "max_delay_ms": target.batching.max_delay_ms})
                 replica.batching = target.batching
-                done.append(f"{replica.process.name} batching {target.batching}")
-        return done
 
-    def _route(self, now_s: float) -> list[str]:
+    def _route(self, now_s: float) -> None:
         """Give the router each stage's serving replicas, where they changed."""
         if self.router is None:
-            return []
-        done = []
+            return
         for stage in {r.stage for r in self.replicas} | set(self._routed):
             serving = tuple(sorted(r.process.target for r in self.replicas
                                    if r.stage == stage and r.phase == SERVING))
@@ -159,8 +146,6 @@ class Fleet:
                 for replica in self.replicas:
                     if replica.process.target in serving and replica.joined_s is None:
                         replica.joined_s = now_s
-                done.append(f"router: {stage} on {len(serving)} replicas")
-        return done
 
     def set_router(self, router: RuntimeProcess, routed: Mapping[str, tuple[str, ...]]) -> None:
         """The router, started with ``routed`` as its stages' replicas."""

@@ -120,10 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--pipeline", dest="pipeline_file", metavar="FILE",
         help="an InferencePipeline manifest: serve each stage, and the pipeline as a model "
              "named after it that runs the stages in order")
-    add("--remote", action="append", default=[], metavar="STAGE=HOST:PORT[,HOST:PORT...]",
-        help="serve a pipeline stage by calling other runtimes, its replicas, balanced by "
-             "fewest outstanding requests (repeatable; PUT /v1/stages/STAGE/replicas "
-             "changes them while serving)")
+    add("--remote", action="append", default=[], metavar="NAME=HOST:PORT[,HOST:PORT...]",
+        help="serve a pipeline stage (or, without --pipeline, a whole model) by calling "
+             "other runtimes, its replicas, balanced by fewest outstanding requests "
+             "(repeatable; PUT /v1/stages/NAME/replicas changes them while serving)")
     add("--host", default=d.host, help="address to listen on (default %(default)s)")
     add("--port", type=int, default=d.port, help="gRPC port (default %(default)s)")
     add("--metrics-port", type=int, default=d.metrics_port,

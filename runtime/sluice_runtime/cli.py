@@ -30,10 +30,12 @@ def settings_from_invocation(invocation: RuntimeInvocation) -> RuntimeSettings:
     digests = dict(inv.model_sha256)
     if stray := sorted(set(digests) - set(models)):
         raise StartupError(f"--model-sha256 names models not given with --model: {stray}")
-    if not models and inv.pipeline_file is None:
-        raise StartupError("nothing to serve: give --model NAME=SOURCE or --pipeline FILE")
-    if inv.remotes and inv.pipeline_file is None:
-        raise StartupError("--remote needs --pipeline")
+    if not models and inv.pipeline_file is None and not inv.remotes:
+        raise StartupError("nothing to serve: give --model NAME=SOURCE, --pipeline FILE or "
+                           "--remote NAME=ADDRESS")
+    if inv.remotes and inv.pipeline_file is None and (clash := sorted(
+            set(models) & {name for name, _ in inv.remotes})):
+        raise StartupError(f"models both local (--model) and remote (--remote): {clash}")
     for flag, value in (("--executors", inv.executors),
                         ("--max-threads-per-batch", inv.max_threads_per_batch),
                         ("--max-queue-size", inv.max_queue_size)):

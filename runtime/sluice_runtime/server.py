@@ -164,6 +164,13 @@ class RuntimeServer:
         log.info("loaded %s from %s", source.name, path)
         return batcher
 
+    async def _connect_remote(self, name: str) -> RemoteModel:
+        remote = RemoteModel(name, self.settings.remotes[name],
+                             self.settings.batching.default_slo_ms)
+        self.remotes[name] = remote
+        await remote.connect(self.settings.remote_connect_timeout_s)
+        return remote
+
     def _register(self, servable: Servable) -> None:
         if servable.name in self.servables:
             raise PipelineError(f"two models are named '{servable.name}'")
@@ -175,6 +182,10 @@ class RuntimeServer:
         if settings.pipeline_file is None:
             for source in settings.models:
                 self._register(await self._load_local(source, settings.batching))
+            # Without a pipeline a remote model is served whole from its replicas: the
+            # load balancer in front of fused replicas.
+            for name in settings.remotes:
+                self._register(await self._connect_remote(name))
             return
         spec = load_pipeline(settings.pipeline_file)
         unknown = sorted(set(settings.remotes) - {s.name for s in spec.stages})
@@ -183,11 +194,7 @@ class RuntimeServer:
         stages: list[Servable] = []
         for stage in spec.stages:
             if stage.name in settings.remotes:
-                remote = RemoteModel(stage.name, settings.remotes[stage.name],
-                                     settings.batching.default_slo_ms)
-                self.remotes[stage.name] = remote
-                await remote.connect(settings.remote_connect_timeout_s)
-                stages.append(remote)
+                stages.append(await self._connect_remote(stage.name))
             else:
                 source = overrides.pop(stage.name, None) or ModelSource(
                     stage.name, stage.uri, stage.sha256

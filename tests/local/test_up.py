@@ -29,9 +29,9 @@ PROFILES = ROOT / "examples" / "profiles" / "dialogue.json"
 SLO_MS = 100.0
 
 
-def up(*args: str, cgroup_root: Path, **popen) -> subprocess.Popen:
+def up(*args: str, cgroup_root: Path, manifest: Path = DIALOGUE, **popen) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "sluice_local", "up", str(DIALOGUE), "--profiles",
+        [sys.executable, "-m", "sluice_local", "up", str(manifest), "--profiles",
          str(PROFILES), "--cgroup-root", str(cgroup_root), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True, **popen)  # its own group, as a terminal's Ctrl-C reaches
@@ -60,13 +60,20 @@ def assert_nothing_left(out: Path, cgroup_root: Path) -> None:
 def step_run(example_models, tmp_path_factory):
     """Eight quiet seconds, then a step to about seven times the load for twenty: enough
     for the hybrid to resize a stage at once and, the need persisting, to add a replica."""
-    tmp = tmp_path_factory.mktemp("up")
+    return hybrid_step(tmp_path_factory.mktemp("up"), example_models, 150)
+
+
+def hybrid_step(tmp: Path, example_models: Path, step_rps: int, *args: str,
+                manifest: Path = DIALOGUE) -> tuple[Path, str]:
+    """A hybrid run of eight seconds at 20 req/s, then 22 at ``step_rps``: its directory
+    and what it printed, once it left nothing behind."""
     trace = tmp / "step.txt"
-    trace.write_text("20\n" * 8 + "150\n" * 22)
+    trace.write_text("20\n" * 8 + f"{step_rps}\n" * 22)
     out = tmp / "run"
     with scratch_cgroup() as (root, _):
         process = up("--model-root", str(example_models), "--trace", str(trace),
-                     "--policy", "hybrid", "--out", str(out), cgroup_root=root)
+                     "--policy", "hybrid", "--out", str(out), *args, cgroup_root=root,
+                     manifest=manifest)
         stdout, stderr = process.communicate(timeout=600)
         assert process.returncode == 0, stderr
         assert_nothing_left(out, root)
@@ -210,17 +217,50 @@ def test_where_cgroups_cannot_be_made_it_says_so_in_one_line(example_models, tmp
     assert "--no-quota" in line
 
 
-def test_a_fused_pipeline_is_refused_with_the_way_to_run_it(example_models, tmp_path):
-    fused = tmp_path / "fused.yaml"
-    fused.write_text(DIALOGUE.read_text().replace("composition: isolated",
-                                                  "composition: fused"))
-    result = subprocess.run(
-        [sys.executable, "-m", "sluice_local", "up", str(fused), "--profiles", str(PROFILES),
-         "--model-root", str(example_models), "--rate", "20", "--no-quota"],
-        capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 2
-    (line,) = result.stderr.splitlines()
-    assert "composition fused is not run locally yet" in line
+@pytest.fixture(scope="module")
+def fused_run(example_models, tmp_path_factory):
+    """The dialogue pipeline fused: each replica one process running every stage, behind the
+    balancer. Fused, it needs far fewer cores than isolated (no hops, no serialising): its
+    floor is lowered so that the quiet start is planned small, then a step to ten times the
+    load (of larger requests) for twenty seconds."""
+    tmp = tmp_path_factory.mktemp("up-fused")
+    fused = tmp / "fused.yaml"
+    fused.write_text(DIALOGUE.read_text().replace("composition: isolated", "composition: fused")
+                     .replace('min: "500m"', 'min: "200m"'))
+    return hybrid_step(tmp, example_models, 200, "--rows-per-request", "32", manifest=fused)
+
+
+def test_a_fused_pipeline_scales_as_one_unit_of_whole_pipeline_replicas(fused_run):
+    directory, stdout = fused_run
+    report = json.loads((directory / "report.json").read_text())
+    assert report["composition"] == "fused"
+    assert report["fused_stages"] == ["intent", "policy", "response"]
+    # One unit, named after the pipeline (the model its replicas serve), is what scales.
+    assert {s["stage"] for t in report["timeline"] for s in t["stages"]} == {"dialogue"}
+    assert {r["stage"] for r in report["replicas"]} == {"dialogue"}
+    resizes = [a for a in report["actions"] if a["kind"] == "resize"]
+    assert resizes, "the step should have been met with cores first"
+    first = resizes[0]
+    assert first["effective_s"] is not None, "the replica's runtime never reported the cores"
+    after = next(t for t in report["timeline"] if t["t_s"] > first["effective_s"])
+    assert after["stages"][0]["cores_per_replica"] == pytest.approx(
+        float(first["detail"].split()[0]))
+    scale_outs = [a for a in report["actions"] if a["kind"] == "replicas"]
+    assert scale_outs, "the persisting step should have brought another replica"
+    assert scale_outs[0]["effective_s"] is not None
+    # The balancer runs no model: the answers came from the replicas' last stage, the
+    # new one's too.
+    joined_later = [r for r in report["replicas"] if r["started_s"] > 0]
+    assert joined_later
+    assert all(r["serving_s"] is not None for r in joined_later)
+    assert any(r["answered"] > 0 for r in joined_later), report["replicas"]
+    with (directory / "requests.csv").open() as source:
+        rows = list(csv.DictReader(source))
+    assert report["requests"] == len(rows) == sum(
+        int(line) for line in (directory / "arrivals.txt").read_text().split())
+    assert sum(1 for r in rows if r["code"] == "OK") > 0.9 * len(rows)
+    assert report["simulated"]["requests"] == report["requests"]
+    assert "fused" in stdout
 
 
 def test_without_quotas_it_runs_and_says_no_resize_was_applied(example_models, tmp_path):

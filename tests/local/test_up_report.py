@@ -238,9 +238,10 @@ def test_an_empty_run_has_no_attainment_nor_latency():
 def test_build_report_adds_the_timeline_actions_and_simulation(real_sim_json):
     report = make_report(simulated=real_sim_json)
     assert set(report) == set(real_sim_json) | {
-        "pipeline", "quota", "timeline", "actions", "replicas", "cores_used", "simulated",
-        "agreement"}
+        "pipeline", "composition", "fused_stages", "quota", "timeline", "actions",
+        "replicas", "cores_used", "simulated", "agreement"}
     assert report["pipeline"] == "dialogue"
+    assert (report["composition"], report["fused_stages"]) == ("isolated", [])
     assert report["quota"] is True
     assert report["simulated"] is real_sim_json
     assert len(report["timeline"]) == 10

@@ -117,3 +117,29 @@ def test_bad_replica_sets_are_refused_and_change_nothing(start_runtime, stages, 
     assert "replicas" in reply["error"]
     assert router.admin("GET", "/v1/stages")[1] == before
     assert router.admin("PUT", "/v1/stages/nope/replicas", {"replicas": ["a:1"]})[0] == 404
+
+
+def test_a_remote_model_without_a_pipeline_balances_whole_requests(
+        start_runtime, example_models):
+    """``--remote NAME=...`` alone serves NAME from its replicas: the load balancer in front
+    of fused replicas (each the whole pipeline in one process), as Knative's would be."""
+    models = [f"--model={name}={example_models / (name + '.onnx')}" for name in STAGES]
+    fused = [start_runtime("--pipeline", ROOT / ROOT_MANIFEST, *models) for _ in range(2)]
+    balancer = start_runtime(f"--remote=dialogue={','.join(r.url for r in fused)}",
+                             "--default-slo-ms", "60000")
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda seed: (seed, ask(balancer, seed)), range(24)))
+    for seed, tokens in results:
+        np.testing.assert_array_equal(tokens, by_hand(example_models, utterances(2, seed)))
+    per_replica = [r.metric("sluice_requests_total", model="dialogue", code="OK")
+                   for r in fused]
+    assert sum(per_replica) == 24
+    assert min(per_replica) > 0
+    status, _ = balancer.admin("PUT", "/v1/stages/dialogue/replicas",
+                               {"replicas": [fused[1].url]})
+    assert status == 202
+    wait_until(lambda: [r["address"] for r in balancer.admin("GET", "/v1/stages")[1][
+        "dialogue"]] == [fused[1].url], what="the removed replica to drain")
+    ask(balancer, 99)
+    assert fused[0].metric("sluice_requests_total", model="dialogue", code="OK") == (
+        per_replica[0])

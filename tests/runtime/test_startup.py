@@ -41,6 +41,9 @@ CASES = [
         "--remote", "intent=127.0.0.1:1", "--remote-connect-timeout-s", "1"], "intent"),
     ("malformed flag", lambda d, m: ["--model", "no-equals-sign"], "NAME=VALUE"),
     ("nothing to serve", lambda d, m: [], "nothing to serve"),
+    ("a model both local and remote", lambda d, m: [
+        "--model", f"mlp={m / 'mlp.onnx'}", "--remote", "mlp=127.0.0.1:1"],
+     "both local (--model) and remote (--remote): ['mlp']"),
 ]
 
 

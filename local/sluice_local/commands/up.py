@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sluice_core.fused import fused_unit
 from sluice_core.profiles import PipelineProfile
 from sluice_core.scaling import registry
 from sluice_core.simulate import SimConfig, SimulationError, simulate
@@ -48,7 +49,8 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "up", help="run a pipeline locally under a scaling policy",
         description="Run the pipeline as local processes (one runtime per stage replica "
-                    "and the router), each in its own CPU cgroup, drive load at it, and "
+                    "and the router; fused, replicas running every stage behind a "
+                    "balancer), each in its own CPU cgroup, drive load at it, and "
                     "scale it with the decision core's policies: in place (the cgroup "
                     "quota) and out (replica processes). Ends with a report and plots.")
     parser.add_argument("pipeline", type=Path, metavar="PIPELINE.yaml",
@@ -87,11 +89,13 @@ def run(args: argparse.Namespace) -> int:
     if args.rows_per_request < 1:
         raise CommandError(f"--rows-per-request must be at least 1, got {args.rows_per_request}")
     pipeline, profile = load_inputs(args)
+    sources = _model_sources(pipeline, args)
+    fused_stages: tuple[str, ...] = ()
     if pipeline.composition == FUSED:
-        raise CommandError(
-            "composition fused is not run locally yet: its stages share one process's "
-            "cores, which the policies (and the simulator beside the run) scale per stage; "
-            "run it as isolated (composition: isolated or auto)")
+        # Its replicas are the whole pipeline: the policies and the simulator scale them
+        # as the one stage they are.
+        fused_stages = tuple(s.name for s in pipeline.stages)
+        pipeline, profile = fused_unit(pipeline, profile)
     profile = profile.per_request(args.rows_per_request)
     counts = _counts(args)
     hierarchy = None
@@ -101,9 +105,8 @@ def run(args: argparse.Namespace) -> int:
         except QuotaError as exc:
             raise CommandError(f"{exc}; or pass --no-quota to run without CPU limits (no "
                                "vertical scaling, as the report says)") from None
-    spec = RunSpec(pipeline, args.pipeline, _model_sources(pipeline, args),
-                   args.rows_per_request, None if args.serve else counts, args.seed,
-                   hierarchy)
+    spec = RunSpec(pipeline, args.pipeline, sources, args.rows_per_request,
+                   None if args.serve else counts, args.seed, hierarchy, fused_stages)
     out = args.out or Path(f"sluice-up-{time.strftime('%Y%m%d-%H%M%S')}")
     context = registry.PolicyContext(pipeline=pipeline, profile=profile,
                                      mean_rps=sum(counts) / len(counts),
@@ -159,6 +162,9 @@ def _write_summary(reports: list[dict[str, Any]], out: Path) -> None:
     if not reports:
         return
     print(format_table(reports))
+    if fused := reports[0]["fused_stages"]:
+        print(f"{reports[0]['pipeline']} is fused: each replica runs {', '.join(fused)} in "
+              "one process, behind a balancer, and scales as one unit")
     if not reports[0]["quota"]:
         print("no CPU quotas (--no-quota): every process could use every core, and no "
               "resize was applied")

@@ -149,7 +149,8 @@ class Controller:
                       if r.phase != RETIRING],
             router_before=before.get("router", EMPTY), router_after=after.get("router", EMPTY),
             in_flight={stage: sum(int(r.get("outstanding", 0)) for r in replicas)
-                       for stage, replicas in router_status.items()})
+                       for stage, replicas in router_status.items()},
+            models=self.fleet.models)
 
     def check_pending(self) -> None:
         """Record the moment each pending action took effect, and keep the fleet moving."""
@@ -178,8 +179,11 @@ class Controller:
             if record.retired_s is None and replica.phase == RETIRING:
                 record.retired_s = now - self._started_s
             if name in scrapes:
+                # What its last model answered is what the replica answered (a fused
+                # replica's last stage answers for the whole pipeline).
+                last = self.fleet.models_of(replica.stage)[-1]
                 record.answered = round(sum(
-                    scrapes[name].get(OUTCOMES, model=replica.stage, outcome=outcome)
+                    scrapes[name].get(OUTCOMES, model=last, outcome=outcome)
                     for outcome in ("ok", "late")))
 
     def _take(self, action: Action, t_s: float) -> None:

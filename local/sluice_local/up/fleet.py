@@ -10,6 +10,10 @@ serving replica's admin API; a new variant replaces the replicas one by one, the
 leaving once enough new ones serve. A resize (:meth:`Fleet.resize`) is written at once to
 every replica's quota; as on Kubernetes, a change of replica count leaves the cores of the
 replicas already running as they are.
+
+A "stage" here is what scales: a pipeline stage, or a fused pipeline's one unit, whose
+replicas each run every stage's model (:attr:`Fleet.models` says which models a unit's
+batching reaches).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from sluice_core.fused import stage_delay_ms
 from sluice_core.invocation import RuntimeInvocation
 
 from sluice_local.up.processes import ProcessGroup, RuntimeProcess, free_port
@@ -63,6 +68,9 @@ class Fleet:
     group: ProcessGroup
     invocation_for: InvocationFor
     admin_token: str
+    #: The models each stage's replicas batch (a fused unit's: its stages'); a stage that
+    #: is not listed batches its own model alone.
+    models: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     replicas: list[Replica] = field(default_factory=list)
     router: RuntimeProcess | None = None
     #: Replica addresses the router was last given, per stage.
@@ -124,12 +132,20 @@ class Fleet:
             if replica.process.cores != cores:
                 self.group.resize(replica.process, cores)
 
+    def models_of(self, stage: str) -> tuple[str, ...]:
+        """The models ``stage``'s replicas batch, in pipeline order."""
+        return self.models.get(stage, (stage,))
+
     def _retune(self, stage: str, target: StageTarget) -> None:
+        models = self.models_of(stage)
+        # A unit's wait is its stages' together: each gets an even share.
+        delay_ms = stage_delay_ms(target.batching.max_delay_ms, len(models))
         for replica in self.of(stage):
             if replica.phase == SERVING and replica.batching != target.batching:
-                replica.process.admin("PUT", f"/v1/batching/{stage}", self.admin_token, {
-                    "max_batch_size": target.batching.max_batch_size,
-                    "max_delay_ms": target.batching.max_delay_ms})
+                for model in models:
+                    replica.process.admin("PUT", f"/v1/batching/{model}", self.admin_token, {
+                        "max_batch_size": target.batching.max_batch_size,
+                        "max_delay_ms": delay_ms})
                 replica.batching = target.batching
 
     def _route(self, now_s: float) -> None:

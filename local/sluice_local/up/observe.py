@@ -5,12 +5,15 @@ rate, queue depth, answers and refusals by outcome, the latency histogram, the c
 follows) and the router's (the pipeline's entrance rate and end-to-end outcomes, the
 requests outstanding at each stage). Counts are in requests; batch sizes go to the policy
 in requests too (the runtime batches rows: ``rows_per_request`` each).
+
+A fused pipeline's unit is read as a whole: its outcomes and latency are the whole
+pipeline's at each replica, its arrivals its first stage's, its queue its stages' together.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sluice_core.scaling.types import Observation, ReplicaObservation, StageObservation
 
@@ -72,6 +75,9 @@ class TickInput:
     router_after: Scrape
     #: Requests outstanding at each stage, as the router counts them.
     in_flight: Mapping[str, int]
+    #: The models each stage's replicas batch, in order, where more than its own (a fused
+    #: unit, named after the pipeline, batches every stage's).
+    models: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _outcomes(before: Scrape, after: Scrape, model: str) -> tuple[int, int, int]:
@@ -85,18 +91,37 @@ def _outcomes(before: Scrape, after: Scrape, model: str) -> tuple[int, int, int]
     return round(answered), round(late), round(refused)
 
 
+def _whole_requests(before: Scrape, after: Scrape, model: str) -> tuple[int, int, int]:
+    """(arrived, answered, late) at a model served whole (a pipeline) between two scrapes:
+    its requests by status code and its late answers."""
+    arrived = round(counter_delta(before, after, REQUESTS, model=model))
+    answered = round(counter_delta(before, after, REQUESTS, model=model, code="OK"))
+    late = round(counter_delta(before, after, "sluice_late_answers_total", model=model))
+    return arrived, answered, late
+
+
+def _unit_outcomes(before: Scrape, after: Scrape, model: str) -> tuple[int, int, int]:
+    """(answered, late, refused) for a fused unit's whole pipeline between two scrapes."""
+    arrived, answered, late = _whole_requests(before, after, model)
+    return answered, late, arrived - answered
+
+
 def _stage(name: str, settings: StageSettings, replicas: Sequence[ReplicaView],
            tick: TickInput) -> tuple[StageObservation, StageSample]:
+    models = tick.models.get(name, (name,))
+    whole = models != (name,)
+    outcomes, latency = (_unit_outcomes, DURATION) if whole else (_outcomes, LATENCY)
     answered = late = refused = 0
     for replica in replicas:
-        a, lt, r = _outcomes(replica.before, replica.after, name)
+        a, lt, r = outcomes(replica.before, replica.after, name)
         answered, late, refused = answered + a, late + lt, refused + r
     latency_ms = quantile_ms(merge_buckets(
-        bucket_deltas(r.before, r.after, LATENCY, model=name) for r in replicas),
+        bucket_deltas(r.before, r.after, latency, model=name) for r in replicas),
         tick.percentile / 100.0)
-    arrival_rps = sum(r.after.get("sluice_arrival_rate_per_second", model=name)
+    arrival_rps = sum(r.after.get("sluice_arrival_rate_per_second", model=models[0])
                       for r in replicas)
-    queue_depth = round(sum(r.after.get("sluice_queue_depth", model=name) for r in replicas))
+    queue_depth = round(sum(r.after.get("sluice_queue_depth", model=model)
+                            for r in replicas for model in models))
     observed = tuple(
         ReplicaObservation(ready=r.serving, cores=r.cores_in_force or r.cores_set,
                            desired_cores=r.cores_set)
@@ -139,10 +164,8 @@ def observe(tick: TickInput) -> tuple[Observation, Tick]:
         observations[name], sample = _stage(name, settings, replicas, tick)
         samples.append(sample)
     before, after = tick.router_before, tick.router_after
-    entrance = round(counter_delta(before, after, REQUESTS, model=tick.pipeline))
+    entrance, answered, late = _whole_requests(before, after, tick.pipeline)
     entrance_rps = entrance / tick.interval_s if tick.interval_s > 0 else 0.0
-    answered = round(counter_delta(before, after, REQUESTS, model=tick.pipeline, code="OK"))
-    late = round(counter_delta(before, after, "sluice_late_answers_total", model=tick.pipeline))
     # The router's duration histogram counts refusals too (at their short latency): at the
     # tail it reads the answered requests' percentile slightly optimistically.
     latency_ms = quantile_ms(bucket_deltas(before, after, DURATION, model=tick.pipeline),

@@ -217,6 +217,8 @@ def build_report(timeline: RunTimeline, requests: Records, duration_s: float, se
     return {
         **measured,
         "pipeline": timeline.pipeline,
+        "composition": "fused" if timeline.fused_stages else "isolated",
+        "fused_stages": list(timeline.fused_stages),
         "quota": timeline.quota,
         "timeline": [tick_json(tick) for tick in timeline.ticks],
         "actions": [action_json(action) for action in timeline.actions],

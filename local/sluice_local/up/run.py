@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+import yaml
 from sluice_core.invocation import RuntimeInvocation
 from sluice_core.scaling.types import Policy
 from sluice_core.spec import Pipeline
@@ -31,6 +32,8 @@ from sluice_local.up.timeline import RunTimeline
 from sluice_local.up.topology import (
     Batching,
     RunFiles,
+    fused_manifest,
+    fused_replica_invocation,
     replica_invocation,
     router_invocation,
 )
@@ -58,6 +61,10 @@ class RunSpec:
     counts: Sequence[int] | None
     seed: int
     hierarchy: CpuHierarchy | None
+    #: A fused pipeline's stages, each replica of ``pipeline``'s one unit running them all
+    #: (``pipeline`` is then the unit: :func:`sluice_core.fused.fused_unit`); empty when
+    #: isolated.
+    fused_stages: tuple[str, ...] = ()
 
 
 @dataclass
@@ -111,6 +118,16 @@ def _files(directory: Path, manifest: Path) -> RunFiles:
     return files
 
 
+def _fused_manifest(spec: RunSpec, files: RunFiles, batching: Batching) -> Path:
+    """The manifest a fused replica starts from: the pipeline's, batching as asked."""
+    path = files.directory / (f"fused-{batching.max_batch_size}rows-"
+                              f"{batching.max_delay_ms:g}ms.yaml")
+    if not path.exists():
+        manifest = yaml.safe_load(spec.manifest.read_text())
+        path.write_text(yaml.safe_dump(fused_manifest(manifest, batching)))
+    return path
+
+
 def _start_load(spec: RunSpec, router: RuntimeProcess, directory: Path) -> subprocess.Popen[str]:
     """The load generator, replaying ``spec.counts`` at the router with the SLO as budget."""
     assert spec.counts is not None
@@ -138,14 +155,20 @@ def run_policy(spec: RunSpec, policy: Policy, directory: Path, stream: TextIO,
 
     def invocation_for(stage: str, variant: str, port: int, metrics_port: int,
                        batching: Batching) -> RuntimeInvocation:
+        if spec.fused_stages:
+            return fused_replica_invocation(
+                spec.pipeline, _fused_manifest(spec, files, batching),
+                tuple((name, spec.model_sources[(name, variant)])
+                      for name in spec.fused_stages), port, metrics_port, files)
         return replica_invocation(spec.pipeline, stage, spec.model_sources[(stage, variant)],
                                   port, metrics_port, batching, files)
 
-    fleet = Fleet(group, invocation_for, token)
+    models = {spec.pipeline.name: spec.fused_stages} if spec.fused_stages else {}
+    fleet = Fleet(group, invocation_for, token, models)
     timeline = RunTimeline(spec.pipeline.name, policy.name, float(spec.pipeline.latency_ms),
                            spec.pipeline.percentile,
                            tuple(s.name for s in spec.pipeline.stages),
-                           quota=spec.hierarchy is not None)
+                           quota=spec.hierarchy is not None, fused_stages=spec.fused_stages)
     controller = Controller(spec.pipeline, policy, fleet, spec.rows_per_request, timeline,
                             quota=spec.hierarchy is not None)
     load: subprocess.Popen[str] | None = None
@@ -188,9 +211,11 @@ def _bring_up(spec: RunSpec, policy: Policy, fleet: Fleet, controller: Controlle
         replica.joined_s = time.monotonic()
     routed = {stage.name: tuple(r.process.target for r in fleet.of(stage.name))
               for stage in spec.pipeline.stages}
-    invocation = router_invocation(spec.pipeline, routed, free_port(), free_port(), files)
+    invocation = router_invocation(spec.pipeline, routed, free_port(), free_port(), files,
+                                   fused=bool(spec.fused_stages))
     # The router's own cores are not the scaler's to change (0.5 on Kubernetes): here it
-    # runs unlimited, and its CPU shows in the report beside the stages'.
+    # runs unlimited, and its CPU shows in the report beside the stages'. A fused
+    # pipeline's balancer stands where Knative's activator would, also unlimited.
     router = fleet.group.start("router", invocation, None, time.monotonic())
     fleet.set_router(router, routed)
     _wait_until(router.serving, "the router answering SERVING", STARTUP_TIMEOUT_S, stop)

@@ -116,6 +116,8 @@ class RunTimeline:
     stages: tuple[str, ...]
     #: False when cgroups could not be written (--no-quota): no vertical scaling.
     quota: bool = True
+    #: A fused pipeline's stages, which each replica of its one unit runs (empty: isolated).
+    fused_stages: tuple[str, ...] = ()
     ticks: list[Tick] = field(default_factory=list)
     actions: list[ActionRecord] = field(default_factory=list)
     replicas: dict[str, ReplicaRecord] = field(default_factory=dict)

@@ -160,3 +160,15 @@ def test_registered_policy_runs(capsys, profiles, name):
     document = json.loads(out)
     assert document.keys() >= KEYS
     assert document["policy"] == name
+
+
+def test_a_fused_pipeline_is_simulated_as_its_one_unit(capsys, profiles, tmp_path):
+    fused = tmp_path / "fused.yaml"
+    fused.write_text(DIALOGUE.read_text().replace("composition: isolated",
+                                                  "composition: fused"))
+    status, out, err = _run(capsys, fused, "--profiles", profiles, "--rate", "200",
+                            "--mmpp", "--duration-s", "30", "--policy", "hybrid", "--json", "-")
+    assert status == 0, err
+    document = json.loads(out)
+    assert [s["name"] for s in document["per_stage"]] == ["dialogue"]
+    assert document["requests"] > 0

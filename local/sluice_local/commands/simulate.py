@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from sluice_core.fused import fused_unit
 from sluice_core.profiles import PipelineProfile, ProfileError, load_profile
 from sluice_core.scaling import registry
 from sluice_core.simulate import (
@@ -29,7 +30,7 @@ from sluice_core.simulate import (
     SimulationError,
     simulate,
 )
-from sluice_core.spec import Pipeline, SpecError, load_pipeline
+from sluice_core.spec import FUSED, Pipeline, SpecError, load_pipeline
 
 from sluice_local.cli import CommandError
 from sluice_local.commands.workload import add_workload_arguments, workload_counts
@@ -78,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     """Simulate, then print a table or write JSON."""
     names = _policies(args.policy)
     pipeline, profile = load_inputs(args)
+    if pipeline.composition == FUSED:
+        pipeline, profile = fused_unit(pipeline, profile)
     counts = workload_counts(args, DEFAULT_RATE_DURATION_S)
     try:
         config = SimConfig(seed=args.seed, nodes=args.nodes, node_cores=args.node_cores,

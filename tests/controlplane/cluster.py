@@ -375,6 +375,31 @@ class ControlPlane:
         # pods when a loaded machine delays one. Lift the taint as it would.
         self.kubectl("taint", "node", name, "node.kubernetes.io/not-ready:NoSchedule-")
 
+    def add_process_node(
+        self, name: str, *, index: int, cpu: str = "1500m", memory: str = "6Gi"
+    ) -> str:
+        """Start a node agent (tests.nodeagent) whose pods run as processes, offering
+        ``cpu`` and ``memory`` of this machine, and wait until its Node is Ready and
+        schedulable. Stopped with the control plane. Needs root."""
+        self._launch(
+            f"nodeagent-{name}",
+            [sys.executable, "-m", "tests.nodeagent", "--kubeconfig", str(self.kubeconfig),
+             "--node", name, "--index", str(index), "--cpu", cpu, "--memory", memory,
+             "--workdir", str(self.workdir / "nodes" / name)],
+            detached=False,
+            extra_env={"PYTHONPATH": str(REPO_ROOT)},
+        )
+
+        def ready() -> bool:
+            self._check_alive()
+            node = self._get_json("node", name) or {}
+            conditions = node.get("status", {}).get("conditions", [])
+            return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions) and (
+                not node.get("spec", {}).get("taints"))
+
+        self.wait_for(ready, timeout=60, what=f"process node {name} to be Ready")
+        return name
+
     def wait_for(
         self, predicate: Callable[[], T], timeout: float = 60.0, what: str = "a condition"
     ) -> T:

@@ -130,12 +130,13 @@ def _controller_flags() -> list[str]:
 
 
 def kwok(artifacts: Artifacts, kubeconfig: Path, stages: Path) -> list[str]:
-    """KWOK playing the kubelet of every node, with this package's stages only."""
+    """KWOK playing the kubelet of the fake nodes (annotated ``kwok.x-k8s.io/node: fake``;
+    process nodes run their own agent), with this package's stages only."""
     return [
         str(artifacts.kwok),
         f"--kubeconfig={kubeconfig}",
         f"--config={stages}",
-        "--manage-all-nodes=true",
+        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
         f"--cidr={POD_CIDR}",
         f"--node-ip={LOOPBACK}",
     ]

@@ -62,6 +62,21 @@ def control_plane() -> Iterator[ControlPlane]:
     plane.stop()
 
 
+@pytest.fixture(scope="session")
+def process_node(control_plane: ControlPlane) -> str:
+    """A node whose pods run as real processes (tests.nodeagent) on the session's control
+    plane; its name. Needs root (network namespaces, cgroups): skipped otherwise, except
+    under ``CI=true``, which runs as root."""
+    if os.geteuid() != 0:
+        if _in_ci():
+            pytest.fail("CI runs as root: process nodes need it", pytrace=False)
+        pytest.skip("a process node needs root (network namespaces and cgroups)")
+    try:
+        return control_plane.add_process_node("process-node-1", index=1)
+    except ControlPlaneError as error:
+        pytest.fail(f"the process node did not start: {error}", pytrace=False)
+
+
 @pytest.fixture
 def namespace(control_plane: ControlPlane) -> Iterator[str]:
     """A fresh namespace for one test, deleted after it (without waiting)."""

@@ -16,9 +16,15 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.grpc as triton
+import yaml
+from sluice_core.spec import parse_pipeline
+from sluice_operator import render
+from sluice_operator.settings import OperatorSettings
 
+from tests.conftest import ROOT
 from tests.nodeagent.network import POD_NETWORK
 from tests.runtime.harness import infer
+from tests.runtime.test_pipeline import by_hand, utterances
 
 pytestmark = pytest.mark.controlplane
 
@@ -252,3 +258,63 @@ def test_a_deleted_pod_is_drained_and_leaves_nothing(
     while netns in os.listdir("/run/netns") and time.monotonic() < deadline:
         time.sleep(0.2)
     assert netns not in os.listdir("/run/netns")
+
+
+def test_the_operators_rendering_runs_its_manifest_from_a_configmap_volume(
+        control_plane, process_node, namespace, example_models):
+    """The fused service the operator renders for the dialogue pipeline, its pod template
+    run on the node as Knative would run it: the manifest comes from the ConfigMap volume
+    at the path the rendering mounts it, the models from their file URIs."""
+    document = yaml.safe_load((ROOT / "examples/pipelines/dialogue.yaml").read_text())
+    document["metadata"]["namespace"] = namespace
+    document["spec"]["composition"] = "fused"
+    for stage in document["spec"]["stages"]:
+        stage["model"]["uri"] = f"file://{example_models / (stage['name'] + '.onnx')}"
+        stage["resources"]["cpu"] = {"initial": "250m", "min": "250m", "max": "1"}
+    pipeline = parse_pipeline(document)
+    manifest = render.runtime_manifest(pipeline, with_batching=True)
+    configmap = render.manifest_configmap(pipeline, manifest, "fused")
+    del configmap["metadata"]["ownerReferences"]  # no pipeline object owns it here
+    control_plane.kubectl("create", "-f", "-", input=json.dumps(configmap))
+    service = render.fused_service(pipeline, manifest, OperatorSettings())
+    template = service["spec"]["template"]
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "fused", "namespace": namespace,
+                        "labels": template["metadata"]["labels"]},
+           "spec": {**template["spec"], "nodeName": process_node}}
+    container = pod["spec"]["containers"][0]
+    # What Knative adds to a probe it does not run through its queue-proxy.
+    container["readinessProbe"]["periodSeconds"] = 1
+    create(control_plane, namespace, pod)
+    running = wait_pod(control_plane, namespace, "fused", ready, "Ready")
+    ip = running["status"]["podIP"]
+    client = triton.InferenceServerClient(f"{ip}:{render.GRPC_PORT}")
+    utterance = utterances(2, seed=5)
+    tokens = infer(client, "dialogue", {"utterance": utterance}).as_numpy("tokens")
+    client.close()
+    np.testing.assert_array_equal(tokens, by_hand(example_models, utterance))
+    assert process_cgroup_quota(running) == pytest.approx(0.75)  # the stages' sum
+
+
+def test_http_tcp_and_exec_probes_run_and_a_failing_liveness_probe_restarts(
+        control_plane, process_node, namespace, example_models):
+    probed = runtime_pod("probed", process_node, example_models)
+    container = probed["spec"]["containers"][0]
+    container["readinessProbe"] = {"httpGet": {"port": 8002, "path": "/metrics"},
+                                   "periodSeconds": 1}
+    container["livenessProbe"] = {"tcpSocket": {"port": 8001}, "periodSeconds": 1,
+                                  "initialDelaySeconds": 5}
+    create(control_plane, namespace, probed)
+    failing = pod_manifest("unhealthy", process_node, PAUSE_IMAGE, cpu="100m")
+    failing["spec"]["containers"][0]["livenessProbe"] = {
+        "exec": {"command": ["test", "-e", "/nonexistent"]}, "periodSeconds": 1,
+        "failureThreshold": 2}
+    failing["spec"]["terminationGracePeriodSeconds"] = 1
+    create(control_plane, namespace, failing)
+    wait_pod(control_plane, namespace, "probed", ready, "Ready by its HTTP probe")
+    restarted = wait_pod(control_plane, namespace, "unhealthy", lambda p: p["status"].get(
+        "containerStatuses", [{}])[0].get("restartCount", 0) >= 1,
+        "restarted by its liveness probe")
+    assert "terminated" in restarted["status"]["containerStatuses"][0]["lastState"]
+    assert get(control_plane, namespace, "probed")["status"]["containerStatuses"][0][
+        "restartCount"] == 0

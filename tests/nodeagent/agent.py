@@ -148,6 +148,8 @@ class PodRun:
     containers: list[Container]
     netns: str | None = None
     resize: ResizeView = field(default_factory=ResizeView)
+    #: Mount points the node made on the host for it (it leaves no empty folder behind).
+    mount_points: list[Path] = field(default_factory=list)
     stopping_since_s: float | None = None
     last_status: dict[str, Any] | None = None
 
@@ -386,6 +388,8 @@ class NodeAgent:
     def _start(self, run: PodRun, container: Container, now_s: float) -> None:
         assert container.cgroups is not None
         assert run.netns is not None
+        for _, mount_path, _ in container.mounts:
+            run.mount_points += _make_dirs(Path(mount_path))
         container.popen = containers.start(
             container.plan, run.netns, container.cgroups, container.mounts,
             run.folder / f"{container.plan.name}.log", run.folder, run.name)
@@ -495,6 +499,12 @@ class NodeAgent:
         network.delete_pod_network(run.uid)
         self.cgroups.remove_pod(run.uid)
         volumes.remove(run.folder)
+        shared = {p for other in self.pods.values() if other is not run
+                  for p in other.mount_points}
+        for folder in reversed(run.mount_points):
+            if folder not in shared:
+                with contextlib.suppress(OSError):  # not empty: something else uses it
+                    folder.rmdir()
         self.pods.pop(run.uid, None)
 
     def close(self) -> None:
@@ -516,6 +526,13 @@ class NodeAgent:
             self._teardown(run)
         self.cgroups.close()
         self._probes.shutdown(wait=False, cancel_futures=True)
+
+
+def _make_dirs(folder: Path) -> list[Path]:
+    """Make ``folder`` and its missing parents; the ones made, outermost first."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()][::-1]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
 
 
 def _grace_s(pod: dict[str, Any]) -> float:

@@ -9,6 +9,7 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -53,7 +54,11 @@ def start(plan: ContainerPlan, netns: str, cgroups: ContainerCgroups,
           mounts: Sequence[tuple[Path, str, bool]], log_path: Path, pod_folder: Path,
           hostname: str) -> subprocess.Popen[bytes]:
     """Start the container's process; its output goes to ``log_path``."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(pod_folder),
+    # The image's own commands come first on its PATH: the installed project's scripts
+    # (``sluice-runtime``, as the rendered container's command names it).
+    path = os.pathsep.join([str(Path(sys.executable).parent),
+                            os.environ.get("PATH", "/usr/bin:/bin")])
+    env = {"PATH": path, "HOME": str(pod_folder),
            "HOSTNAME": hostname, "PYTHONUNBUFFERED": "1", **plan.env}
     cwd = plan.working_dir if plan.working_dir and Path(plan.working_dir).is_dir() else (
         pod_folder)

@@ -8,7 +8,7 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CLUSTER="${SLUICE_KIND_CLUSTER:-sluice}"
-KNATIVE_VERSION="${SLUICE_KNATIVE_VERSION:-knative-v1.24.0}"
+KNATIVE_VERSION="${SLUICE_KNATIVE_VERSION:-knative-v1.23.0}"
 NAMESPACE="${SLUICE_PIPELINE_NAMESPACE:-default}"
 PYTHON="${PYTHON:-${REPO}/.venv/bin/python}"
 INGRESS="127.0.0.1:8081"

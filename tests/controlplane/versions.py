@@ -14,7 +14,7 @@ KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v3.22.0"
-KNATIVE_SERVING_VERSION = "v0.51.0"
+KNATIVE_SERVING_VERSION = "v0.50.0"
 
 #: Knative Serving CRDs installed into every control plane, relative to the module root.
 KNATIVE_CRD_FILES = (

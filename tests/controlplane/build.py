@@ -46,7 +46,10 @@ class Artifacts:
     etcd: Path
     kwok: Path
     helm: Path
+    #: The Knative Serving CRDs (a directory of YAML files).
     knative_crds: Path
+    #: Knative Serving's built commands and its config files, by their module path.
+    knative: Path
     #: Components built by the call that returned this (empty when all were cached).
     built: tuple[str, ...]
 
@@ -95,7 +98,8 @@ def ensure_built(cache: Path | None = None, log: Path | None = None) -> Artifact
         etcd=versions.ETCD.directory(cache) / "etcd",
         kwok=versions.KWOK.directory(cache) / "kwok",
         helm=versions.HELM.directory(cache) / "helm",
-        knative_crds=versions.KNATIVE_CRDS.directory(cache),
+        knative_crds=versions.KNATIVE_SERVING.directory(cache) / "config/core/300-resources",
+        knative=versions.KNATIVE_SERVING.directory(cache),
         built=tuple(built),
     )
 
@@ -111,7 +115,7 @@ def _build_one(component: Component, cache: Path, out: TextIO) -> None:
             # Unstamped helm reports only major.minor (its source default).
             stamp="-X helm.sh/helm/v3/internal/version.version={version}",
         ),
-        versions.KNATIVE_CRDS.name: _copy_knative_crds,
+        versions.KNATIVE_SERVING.name: _build_knative,
     }
     final = component.directory(cache)
     started = time.monotonic()
@@ -203,16 +207,25 @@ def _go_install_like(package: str, binary: str, stamp: str = "") -> Builder:
     return build
 
 
-def _copy_knative_crds(version: str, work: Path, staging: Path, out: TextIO) -> None:
+def _build_knative(version: str, work: Path, staging: Path, out: TextIO) -> None:
+    """Knative Serving's commands (one build, shared packages) and the config files the
+    control plane installs, copied from the module at the same version."""
+    commands = [f"knative.dev/serving/cmd/{name}" for name in versions.KNATIVE_BINARIES]
+    module = work / "module"
+    module.mkdir()
+    _go(["mod", "init", "sluice.test/controlplane/knative"], module, out)
+    _go(["get", *[f"{c}@{version}" for c in commands]], module, out)
+    _go(["build", "-trimpath", "-ldflags", "-s -w", "-o", f"{staging}/", *commands], module, out)
     info = json.loads(
-        _go(["mod", "download", "-json", f"knative.dev/serving@{version}"], work, out)
+        _go(["mod", "download", "-json", f"knative.dev/serving@{version}"], module, out)
     )
     if "Error" in info:
         raise BuildError(f"knative.dev/serving@{version}: {info['Error']}")
     root = Path(info["Dir"])
-    for relative in versions.KNATIVE_CRD_FILES:
+    for relative in (*versions.KNATIVE_CRD_FILES, *versions.KNATIVE_CONFIG_FILES):
         # Files in the module cache are read-only; the copy must be writable to be removable.
-        target = staging / Path(relative).name
+        target = staging / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes((root / relative).read_bytes())
 
 

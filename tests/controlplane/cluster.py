@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from tests.controlplane import build, components, kubeconfig, pki, process
+from tests.controlplane import build, components, knative, kubeconfig, pki, process
 from tests.controlplane.components import Ports
 from tests.controlplane.process import LOOPBACK, ProcessRecord
 
@@ -187,8 +187,31 @@ class ControlPlane:
             what="the controller manager to create the default ServiceAccount",
         )
         self.install_crds(artifacts.knative_crds)
+        if os.geteuid() == 0:
+            self._start_knative_webhook(artifacts, detached)
         if crds is not None and crds.is_dir():
             self.install_crds(crds)
+
+    def _start_knative_webhook(self, artifacts: build.Artifacts, detached: bool) -> None:
+        """Knative's own webhook (tests.controlplane.knative), serving before we return."""
+        knative.start_webhook(
+            self.kubectl,
+            lambda name, argv, env: self._launch(name, argv, detached, extra_env=env),
+            artifacts.knative, self.kubeconfig)
+        probe = {"apiVersion": "serving.knative.dev/v1", "kind": "Service",
+                 "metadata": {"name": "webhook-probe", "namespace": "default"},
+                 "spec": {"template": {"spec": {"containers": [{"image": "probe"}]}}}}
+
+        def serving() -> bool:
+            self._check_alive()
+            if not knative.registered(self.kubectl):
+                return False
+            # A dry run goes through both webhooks: it is defaulted only once they answer.
+            done = self.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-",
+                                input=json.dumps(probe), check=False)
+            return done.returncode == 0 and "containerConcurrency" in done.stdout
+
+        self.wait_for(serving, timeout=120, what="Knative's webhook to serve")
 
     # -- processes -------------------------------------------------------------------
 

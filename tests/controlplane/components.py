@@ -93,6 +93,9 @@ def kube_apiserver(
         "--enable-priority-and-fairness=false",
         # No kubelet or kube-proxy serves the `kubernetes` Service's endpoints.
         "--endpoint-reconciler-type=none",
+        # Webhooks are reached at their Service's endpoints, not its cluster IP: nothing
+        # routes cluster IPs on this machine (Knative's webhook runs as a process here).
+        "--enable-aggregator-routing=true",
         "--profiling=false",
     ]
 

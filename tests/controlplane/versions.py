@@ -23,6 +23,20 @@ KNATIVE_CRD_FILES = (
     "config/core/300-resources/revision.yaml",
     "config/core/300-resources/route.yaml",
 )
+#: What runs Knative's own webhook, from the same module: its namespace, config maps and
+#: webhook registrations.
+KNATIVE_CONFIG_FILES = (
+    "config/core/100-namespace.yaml",
+    *(f"config/core/configmaps/{name}.yaml" for name in (
+        "autoscaler", "defaults", "deployment", "domain", "features", "gc",
+        "leader-election", "logging", "observability", "tracing")),
+    "config/core/webhooks/defaulting.yaml",
+    "config/core/webhooks/resource-validation.yaml",
+    "config/core/webhooks/configmap-validation.yaml",
+    "config/core/webhooks/secret.yaml",
+)
+#: Knative Serving's commands built from the module.
+KNATIVE_BINARIES = ("controller", "webhook", "autoscaler", "activator", "queue")
 
 
 @dataclass(frozen=True)
@@ -51,12 +65,12 @@ KUBERNETES = Component(
 ETCD = Component("etcd", ETCD_VERSION, ("etcd",))
 KWOK = Component("kwok", KWOK_VERSION, ("kwok",))
 HELM = Component("helm", HELM_VERSION, ("helm",))
-KNATIVE_CRDS = Component(
-    "knative-serving-crds",
+KNATIVE_SERVING = Component(
+    "knative-serving",
     KNATIVE_SERVING_VERSION,
-    tuple(Path(f).name for f in KNATIVE_CRD_FILES),
+    (*KNATIVE_BINARIES, *KNATIVE_CRD_FILES, *KNATIVE_CONFIG_FILES),
 )
-ALL_COMPONENTS = (KUBERNETES, ETCD, KWOK, HELM, KNATIVE_CRDS)
+ALL_COMPONENTS = (KUBERNETES, ETCD, KWOK, HELM, KNATIVE_SERVING)
 
 
 def cache_dir() -> Path:

@@ -30,6 +30,8 @@ METRICS_PORT = 8002
 #: scraper reach; the services add what they serve.
 _POD_INVOCATION = RuntimeInvocation(host="0.0.0.0", port=GRPC_PORT, metrics_port=METRICS_PORT)
 CONTAINER_NAME = "runtime"
+#: The writable scratch volume every runtime container has at /tmp.
+SCRATCH = "scratch"
 #: Knative's in-cluster entry point for a service speaks h2c on port 80.
 KNATIVE_CLUSTER_PORT = 80
 
@@ -210,9 +212,8 @@ def _knative_service(
     container: Manifest,
     volumes: list[Manifest],
 ) -> Manifest:
-    template_spec: Manifest = {"containers": [container]}
-    if volumes:
-        template_spec["volumes"] = volumes
+    template_spec: Manifest = {"containers": [container],
+                               "volumes": [*volumes, {"name": SCRATCH, "emptyDir": {}}]}
     return {
         "apiVersion": KNATIVE_API_VERSION,
         "kind": "Service",
@@ -256,14 +257,16 @@ def _container(
         # grpc.health.v1 for service "": SERVING only once every model is loaded and warmed up.
         "readinessProbe": {"grpc": {"port": GRPC_PORT, "service": ""}},
         "securityContext": {
+            "readOnlyRootFilesystem": True,
             "runAsNonRoot": True,
             "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
     }
-    if mounts:
-        container["volumeMounts"] = mounts
+    # The runtime writes only under /tmp (prepared weights, downloaded models): a scratch
+    # emptyDir there. Without it a read-only root leaves each model one intra-op thread.
+    container["volumeMounts"] = [*mounts, {"name": SCRATCH, "mountPath": "/tmp"}]
     return container
 
 

@@ -265,6 +265,7 @@ class ControlPlane:
         for child in self._children:
             child.wait(timeout=10)
         busy = [p for p in self.ports.all() if not _wait_port_free(p)]
+        shutil.rmtree(self.process_node_dir("x").parent, ignore_errors=True)
         if self.owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
         if busy:
@@ -398,6 +399,12 @@ class ControlPlane:
         # pods when a loaded machine delays one. Lift the taint as it would.
         self.kubectl("taint", "node", name, "node.kubernetes.io/not-ready:NoSchedule-")
 
+    def process_node_dir(self, name: str) -> Path:
+        """Where process node ``name`` keeps its pods' folders (volumes, logs): outside /tmp,
+        as the kubelet's /var/lib/kubelet, so a pod mounting over /tmp hides none of its
+        own volumes."""
+        return Path("/var/lib/sluice-nodeagent") / self.workdir.name / name
+
     def add_process_node(
         self, name: str, *, index: int, cpu: str = "1500m", memory: str = "6Gi"
     ) -> str:
@@ -408,7 +415,7 @@ class ControlPlane:
             f"nodeagent-{name}",
             [sys.executable, "-m", "tests.nodeagent", "--kubeconfig", str(self.kubeconfig),
              "--node", name, "--index", str(index), "--cpu", cpu, "--memory", memory,
-             "--workdir", str(self.workdir / "nodes" / name)],
+             "--workdir", str(self.process_node_dir(name))],
             detached=False,
             extra_env={"PYTHONPATH": str(REPO_ROOT)},
         )

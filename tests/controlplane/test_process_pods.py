@@ -8,6 +8,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -260,11 +262,24 @@ def test_a_deleted_pod_is_drained_and_leaves_nothing(
     assert netns not in os.listdir("/run/netns")
 
 
+@pytest.fixture
+def models_beside_tmp(example_models):
+    """The example models where a pod whose /tmp is its own scratch volume still sees them
+    (pytest's temporary folders are under /tmp)."""
+    folder = Path(tempfile.mkdtemp(prefix="sluice-models-", dir="/var/tmp"))
+    for model in example_models.glob("*.onnx"):
+        shutil.copy(model, folder)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def test_the_operators_rendering_runs_its_manifest_from_a_configmap_volume(
-        control_plane, process_node, namespace, example_models):
+        control_plane, process_node, namespace, models_beside_tmp):
     """The fused service the operator renders for the dialogue pipeline, its pod template
     run on the node as Knative would run it: the manifest comes from the ConfigMap volume
-    at the path the rendering mounts it, the models from their file URIs."""
+    at the path the rendering mounts it, the models from their file URIs, the prepared
+    weights go to the scratch volume at /tmp."""
+    example_models = models_beside_tmp
     document = yaml.safe_load((ROOT / "examples/pipelines/dialogue.yaml").read_text())
     document["metadata"]["namespace"] = namespace
     document["spec"]["composition"] = "fused"
@@ -294,6 +309,9 @@ def test_the_operators_rendering_runs_its_manifest_from_a_configmap_volume(
     client.close()
     np.testing.assert_array_equal(tokens, by_hand(example_models, utterance))
     assert process_cgroup_quota(running) == pytest.approx(0.75)  # the stages' sum
+    scratch = (control_plane.process_node_dir(process_node) / "pods"
+               / running["metadata"]["uid"] / "volumes" / "scratch")
+    assert any(scratch.rglob("*")), "the runtime prepared nothing in its scratch /tmp"
 
 
 def test_http_tcp_and_exec_probes_run_and_a_failing_liveness_probe_restarts(

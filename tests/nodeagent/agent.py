@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import shutil
 import signal
 import subprocess
 import time
@@ -328,8 +329,11 @@ class NodeAgent:
             container = Container(plan, cgroups, dict(resources.get("requests") or
                                                       resources.get("limits") or {}),
                                   resources)
-            container.mounts = [(mounts[m.volume], m.mount_path, m.read_only)
-                                for m in plan.mounts if m.volume in mounts]
+            # Parents before children, as the kubelet mounts them.
+            container.mounts = sorted(
+                ((mounts[m.volume], m.mount_path, m.read_only)
+                 for m in plan.mounts if m.volume in mounts),
+                key=lambda mount: len(Path(mount[1]).parts))
             run.containers.append(container)
         return run
 
@@ -525,6 +529,7 @@ class NodeAgent:
                     container.popen.wait()
             self._teardown(run)
         self.cgroups.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
         self._probes.shutdown(wait=False, cancel_futures=True)
 
 

@@ -57,8 +57,11 @@ def test_stage_service():
         "annotations": {"autoscaling.knative.dev/min-scale": "1",
                         "autoscaling.knative.dev/max-scale": "4"},
     }
-    assert "volumes" not in template["spec"]
+    # The root filesystem is read-only: the runtime prepares weights in a scratch /tmp.
+    assert template["spec"]["volumes"] == [{"name": "scratch", "emptyDir": {}}]
     c = container(ksvc)
+    assert c["volumeMounts"] == [{"name": "scratch", "mountPath": "/tmp"}]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert c["image"] == "sluice-runtime:test"
     assert c["imagePullPolicy"] == "IfNotPresent"
     assert c["command"] == ["sluice-runtime"]
@@ -85,9 +88,10 @@ def test_router_calls_every_stage_in_order():
         "--remote", "response=dialogue-response.ml.svc.cluster.local:80"]
     assert c["resources"]["limits"] == {"cpu": "300m", "memory": "128Mi"}
     assert c["volumeMounts"] == [{"name": "manifest", "mountPath": "/etc/sluice",
-                                  "readOnly": True}]
+                                  "readOnly": True}, {"name": "scratch", "mountPath": "/tmp"}]
     assert router["spec"]["template"]["spec"]["volumes"] == [
-        {"name": "manifest", "configMap": {"name": "dialogue-manifest"}}]
+        {"name": "manifest", "configMap": {"name": "dialogue-manifest"}},
+        {"name": "scratch", "emptyDir": {}}]
     assert router["metadata"]["labels"]["sluice.dev/component"] == "router"
     assert "networking.knative.dev/visibility" not in router["metadata"]["labels"]
     manifest = yaml.safe_load(objs[("ConfigMap", "dialogue-manifest")]["data"]["pipeline.yaml"])
@@ -118,10 +122,10 @@ def test_pvc_models_are_mounted_read_only_once_per_claim():
         stage["model"]["uri"] = uri
     fused = render(manifest)[("Service", "dialogue-fused")]
     spec = fused["spec"]["template"]["spec"]
-    claims = [(v["name"], v["persistentVolumeClaim"]) for v in spec["volumes"][1:]]
+    claims = [(v["name"], v["persistentVolumeClaim"]) for v in spec["volumes"][1:-1]]
     assert claims == [("model-pvc-0", {"claimName": "extra", "readOnly": True}),
                       ("model-pvc-1", {"claimName": "weights", "readOnly": True})]
-    assert container(fused)["volumeMounts"][1:] == [
+    assert container(fused)["volumeMounts"][1:-1] == [
         {"name": "model-pvc-0", "mountPath": "/models/pvc/extra", "readOnly": True},
         {"name": "model-pvc-1", "mountPath": "/models/pvc/weights", "readOnly": True}]
     stage = render(manifest | {"spec": manifest["spec"] | {"composition": "isolated"}})[

@@ -30,6 +30,8 @@ REPO_CRDS = REPO_ROOT / "crds"
 STAGES_DIR = Path(__file__).resolve().parent / "stages"
 #: The fake node every control plane starts with.
 DEFAULT_NODE = "kwok-node-0"
+#: Where process nodes keep their pods' folders, one folder per control plane.
+PROCESS_NODES_ROOT = Path("/var/lib/sluice-nodeagent")
 #: Upper bound for one kubectl/helm call; a hung client must not hang the suite.
 COMMAND_TIMEOUT_SECONDS = 300.0
 
@@ -265,7 +267,7 @@ class ControlPlane:
         for child in self._children:
             child.wait(timeout=10)
         busy = [p for p in self.ports.all() if not _wait_port_free(p)]
-        shutil.rmtree(self.process_node_dir("x").parent, ignore_errors=True)
+        shutil.rmtree(PROCESS_NODES_ROOT / self.workdir.name, ignore_errors=True)
         if self.owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
         if busy:
@@ -403,7 +405,7 @@ class ControlPlane:
         """Where process node ``name`` keeps its pods' folders (volumes, logs): outside /tmp,
         as the kubelet's /var/lib/kubelet, so a pod mounting over /tmp hides none of its
         own volumes."""
-        return Path("/var/lib/sluice-nodeagent") / self.workdir.name / name
+        return PROCESS_NODES_ROOT / self.workdir.name / name
 
     def add_process_node(
         self, name: str, *, index: int, cpu: str = "1500m", memory: str = "6Gi"

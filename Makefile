@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 DEV_STAMP := $(VENV)/.dev-installed
 MODELS_STAMP := examples/models/.generated
 
-.PHONY: demo test test-runtime lint format proto models profiles bench bench-overload bench-cores bench-scaler bench-local cluster-build cluster-up cluster-down kind-up kind-down clean
+.PHONY: demo test test-runtime lint format proto models profiles bench bench-overload bench-cores bench-scaler bench-local bench-split cluster-build cluster-up cluster-down kind-up kind-down clean
 
 $(DEV_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +79,11 @@ bench-scaler: $(DEV_STAMP)
 bench-local: $(MODELS_STAMP)
 	$(PY) bench/local.py $(if $(TRACES),--traces $(TRACES))
 
+## bench-split: the example CNN cut into 2 and 4 parts by `sluice split`, served whole, fused and
+## isolated: per-part latency, bytes per cut, end-to-end latency and throughput (docs/split.md)
+bench-split: $(MODELS_STAMP)
+	$(PY) bench/split.py --models examples/models
+
 ## cluster-up / cluster-down: the real control plane the operator tests use, by hand
 cluster-build: $(DEV_STAMP)
 	$(PY) -m tests.controlplane build
@@ -88,6 +93,20 @@ cluster-up: $(DEV_STAMP)
 
 cluster-down: $(DEV_STAMP)
 	$(PY) -m tests.controlplane down
+
+## image-tools / images: both images without Docker (needs root; docs/images.md): podman,
+## runc and debootstrap from Debian's packages, a debootstrapped Debian Python 3.11 base
+## image, then runtime/Dockerfile and operator/Dockerfile built on it; each step only when
+## out of date, everything cached in $SLUICE_CACHE_DIR/images (~/.cache/sluice/images)
+.PHONY: image-tools images images-clean
+image-tools: $(DEV_STAMP)
+	$(PY) -m tests.images tools
+
+images: $(DEV_STAMP)
+	$(PY) -m tests.images build
+
+images-clean: $(DEV_STAMP)
+	$(PY) -m tests.images clean
 
 ## kind-up / kind-down: the whole product on a local kind cluster (needs Docker; docs/kind.md)
 kind-up:

@@ -110,7 +110,7 @@ class Container:
     kill_at_s: float | None = None
     probes: dict[str, ProbeState] = field(default_factory=dict)
     #: Its volumes: (host folder, path in the container, read-only).
-    mounts: list[tuple[Path, str, bool]] = field(default_factory=list)
+    mounts: list[containers.MountPoint] = field(default_factory=list)
 
     @property
     def running(self) -> bool:
@@ -320,6 +320,7 @@ class NodeAgent:
         except SpecError as exc:
             mounts = {}
             plans = [_failed(p, str(exc)) for p in plans]
+        scratch = {v["name"] for v in pod["spec"].get("volumes") or [] if "emptyDir" in v}
         for plan, spec in zip(plans, pod["spec"]["containers"], strict=True):
             resources = dict(spec.get("resources") or {})
             cgroups = None if plan.error else self.cgroups.container(run.uid, plan.name)
@@ -331,9 +332,10 @@ class NodeAgent:
                                   resources)
             # Parents before children, as the kubelet mounts them.
             container.mounts = sorted(
-                ((mounts[m.volume], m.mount_path, m.read_only)
+                (containers.MountPoint(mounts[m.volume], m.mount_path, m.read_only,
+                                       m.volume in scratch and _holds_files(m.mount_path))
                  for m in plan.mounts if m.volume in mounts),
-                key=lambda mount: len(Path(mount[1]).parts))
+                key=lambda point: len(Path(point.target).parts))
             run.containers.append(container)
         return run
 
@@ -392,8 +394,8 @@ class NodeAgent:
     def _start(self, run: PodRun, container: Container, now_s: float) -> None:
         assert container.cgroups is not None
         assert run.netns is not None
-        for _, mount_path, _ in container.mounts:
-            run.mount_points += _make_dirs(Path(mount_path))
+        for point in container.mounts:
+            run.mount_points += _make_dirs(Path(point.target))
         container.popen = containers.start(
             container.plan, run.netns, container.cgroups, container.mounts,
             run.folder / f"{container.plan.name}.log", run.folder, run.name)
@@ -531,6 +533,12 @@ class NodeAgent:
         self.cgroups.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
         self._probes.shutdown(wait=False, cancel_futures=True)
+
+
+def _holds_files(path: str) -> bool:
+    """``path`` is a host folder with something in it."""
+    folder = Path(path)
+    return folder.is_dir() and any(folder.iterdir())
 
 
 def _make_dirs(folder: Path) -> list[Path]:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from tests.nodeagent.cgroups import ContainerCgroups
 from tests.nodeagent.network import NETNS_DIR
@@ -33,25 +34,42 @@ def _joining(cgroups: ContainerCgroups):  # type: ignore[no-untyped-def]
     return join
 
 
-def process_argv(plan: ContainerPlan, netns: str,
-                 mounts: Sequence[tuple[Path, str, bool]]) -> list[str]:
-    """The command that runs ``plan`` in ``netns`` with ``mounts`` (host folder, path, ro)."""
+class MountPoint(NamedTuple):
+    """A volume's host folder at ``target`` in the container. ``layered``: the target is
+    a host folder with files in it, which stand in for the image's own (the interpreter,
+    the project), so the volume is an overlay's upper layer over them rather than a mount
+    that hides them; writes still go to the volume."""
+
+    host: Path
+    target: str
+    read_only: bool
+    layered: bool = False
+
+
+def _mount(point: MountPoint) -> str:
+    host, target = shlex.quote(str(point.host)), shlex.quote(point.target)
+    if point.layered:
+        upper = shlex.quote(str(point.host / "upper"))
+        work = shlex.quote(str(point.host / "work"))
+        return (f"mkdir -p {upper} {work} && mount -t overlay overlay -o "
+                f"lowerdir={target},upperdir={upper},workdir={work} {target}")
+    step = f"mkdir -p {target} && mount --bind {host} {target}"
+    return f"{step} && mount -o remount,bind,ro {target}" if point.read_only else step
+
+
+def process_argv(plan: ContainerPlan, netns: str, mounts: Sequence[MountPoint]) -> list[str]:
+    """The command that runs ``plan`` in ``netns`` with ``mounts``, in their order."""
     enter = ["nsenter", f"--net={NETNS_DIR / netns}", "--"]
     if not mounts:
         return [*enter, *plan.argv]
-    steps = []
-    for host, target, read_only in mounts:
-        steps.append(f"mkdir -p {shlex.quote(target)} && mount --bind "
-                     f"{shlex.quote(str(host))} {shlex.quote(target)}")
-        if read_only:
-            steps.append(f"mount -o remount,bind,ro {shlex.quote(target)}")
+    steps = [_mount(point) for point in mounts]
     script = " && ".join([*steps, f'exec {shlex.join(enter)} "$@"'])
     return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script, "sh",
             *plan.argv]
 
 
 def start(plan: ContainerPlan, netns: str, cgroups: ContainerCgroups,
-          mounts: Sequence[tuple[Path, str, bool]], log_path: Path, pod_folder: Path,
+          mounts: Sequence[MountPoint], log_path: Path, pod_folder: Path,
           hostname: str) -> subprocess.Popen[bytes]:
     """Start the container's process; its output goes to ``log_path``."""
     # The image's own commands come first on its PATH: the installed project's scripts

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 DEV_STAMP := $(VENV)/.dev-installed
 MODELS_STAMP := examples/models/.generated
 
-.PHONY: demo test test-runtime lint format proto models profiles bench bench-overload bench-cores bench-scaler bench-local bench-split cluster-build cluster-up cluster-down kind-up kind-down clean
+.PHONY: demo test test-runtime lint format proto models profiles bench bench-overload bench-cores bench-scaler bench-local bench-variants bench-split cluster-build cluster-up cluster-down kind-up kind-down clean
 
 $(DEV_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +78,11 @@ bench-scaler: $(DEV_STAMP)
 ## TRACES=dir of the traces, a synthetic stand-in when absent; docs/local.md)
 bench-local: $(MODELS_STAMP)
 	$(PY) bench/local.py $(if $(TRACES),--traces $(TRACES))
+
+## bench-variants: quantized variants of Magika and the example CNN beside the originals: size,
+## agreement, latency under real CPU quotas (needs root; docs/bench.md#variants)
+bench-variants: $(MODELS_STAMP)
+	$(PY) bench/variants.py --models examples/models
 
 ## bench-split: the example CNN cut into 2 and 4 parts by `sluice split`, served whole, fused and
 ## isolated: per-part latency, bytes per cut, end-to-end latency and throughput (docs/split.md)

@@ -7,6 +7,8 @@
 - ``intent.onnx`` -> ``policy.onnx`` -> ``response.onnx``: the dialogue pipeline of
   ``examples/pipelines/dialogue.yaml``; each stage's single output feeds the next
   stage's single input.
+- ``magika.onnx``: a real trained model, Magika's content-type classifier (Apache-2.0),
+  copied from the installed ``magika`` package when there is one (``docs/models.md``).
 
 Usage: ``python examples/make_models.py --out examples/models``
 """
@@ -14,7 +16,9 @@ Usage: ``python examples/make_models.py --out examples/models``
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import itertools
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -180,6 +184,21 @@ def build_response(
     )
 
 
+#: Where the magika wheel keeps the model its own library runs.
+MAGIKA_MODEL = ("models", "standard_v3_3", "model.onnx")
+
+
+def copy_magika(out: Path) -> bool:
+    """Copy Magika's model from the installed package to ``out``; False without magika."""
+    try:
+        source = importlib.resources.files("magika").joinpath(*MAGIKA_MODEL)
+    except ImportError:
+        return False
+    with importlib.resources.as_file(source) as path:
+        shutil.copyfile(path, out)
+    return True
+
+
 BUILDERS = {
     "cnn": build_cnn,
     "mlp": build_mlp,
@@ -198,6 +217,10 @@ def main() -> None:
         path = args.out / f"{name}.onnx"
         onnx.save(build(), path)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    if copy_magika(args.out / "magika.onnx"):
+        print(f"wrote {args.out / 'magika.onnx'} (Magika's trained model, from its package)")
+    else:
+        print("magika is not installed: no magika.onnx (pip install magika, or the dev extra)")
 
 
 if __name__ == "__main__":

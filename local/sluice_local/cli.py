@@ -10,7 +10,7 @@ from typing import NoReturn
 
 #: One module per subcommand, each with ``register(subparsers)``; the parser it adds sets
 #: ``run=callable(args) -> int``.
-COMMANDS = ("plan", "profile", "simulate", "split", "up")
+COMMANDS = ("plan", "profile", "simulate", "split", "up", "variants")
 
 
 class CommandError(Exception):

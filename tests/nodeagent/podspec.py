@@ -100,13 +100,6 @@ def memory_bytes(resources: Mapping[str, Any], kind: str) -> int | None:
     return None if value is None else int(quantities.parse(value))
 
 
-def pod_cpu_request_cores(pod: Mapping[str, Any]) -> float:
-    """What the pod's containers request together (what the node accounts for)."""
-    return sum(cpu_cores(c.get("resources") or {}, "requests")
-               or cpu_cores(c.get("resources") or {}, "limits") or 0.0
-               for c in pod["spec"]["containers"])
-
-
 def field_value(pod: Mapping[str, Any], path: str, context: PodContext) -> str:
     meta = pod["metadata"]
     fields = {

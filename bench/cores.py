@@ -39,6 +39,7 @@ from harness import (
     Server,
     histogram_mean,
     pss_mib,
+    results_dir,
     run_load,
     run_main,
     start_sluice,
@@ -239,8 +240,7 @@ def main() -> int:
     if hierarchy is None:
         raise HarnessError("cannot make CPU cgroups here: run as root (or in a delegated "
                            "cgroup v2 subtree)")
-    out = args.out / f"cores-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_dir(args.out, "cores")
     started = time.monotonic()
     variants = {
         "threads follow cores": run_variant(args, hierarchy, out, 64),

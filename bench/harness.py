@@ -49,6 +49,13 @@ def run_main(main: Callable[[], int]) -> None:
         sys.exit(1)
 
 
+def results_dir(out: Path, bench: str) -> Path:
+    """A new folder under ``out`` for one run of ``bench``, named after it and the time."""
+    folder = out / f"{bench}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""
     with socket.socket() as sock:

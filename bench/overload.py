@@ -30,6 +30,7 @@ from harness import (
     free_port,
     launch,
     models_ready,
+    results_dir,
     run_load,
     run_main,
     start_sluice,
@@ -189,8 +190,7 @@ def parser() -> argparse.ArgumentParser:
 def main() -> int:
     """Run every workload and print the table."""
     args = parser().parse_args()
-    out = args.out / f"overload-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_dir(args.out, "overload")
     started = time.monotonic()
     chosen = [w for w in WORKLOADS if not args.only or w.key in args.only]
     results = {w.key: measure(args, w, out) for w in chosen}

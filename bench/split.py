@@ -31,6 +31,7 @@ from harness import (
     free_port,
     launch,
     models_ready,
+    results_dir,
     run_load,
     run_main,
     start_sluice,
@@ -159,8 +160,7 @@ def parser() -> argparse.ArgumentParser:
 def main() -> int:
     """Split, serve every configuration, print the tables."""
     args = parser().parse_args()
-    out = args.out / f"split-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_dir(args.out, "split")
     started = time.monotonic()
     splits = {n: split(args, n, out / f"parts-{n}") for n in args.parts}
     configs = [Config("whole", whole)]

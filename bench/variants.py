@@ -22,7 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from harness import ROOT, HarnessError, run_main
+from harness import ROOT, HarnessError, results_dir, run_main
 
 #: Directories whose files are never samples (generated, or huge and alike).
 SKIPPED_DIRS = {".git", ".venv", "__pycache__", "results", "models", ".venv-mlserver",
@@ -112,8 +112,7 @@ def main() -> int:
         if not (args.models / name).is_file():
             raise HarnessError(f"no {args.models / name}: run `make models` (magika.onnx "
                                "needs the magika package, the dev extra)")
-    out = args.out / f"variants-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
+    out = results_dir(args.out, "variants")
     started = time.monotonic()
     samples, files = magika_samples(out, args.magika_files)
     reports = {

@@ -22,6 +22,7 @@ import yaml
 from sluice_core.spec import parse_pipeline
 from sluice_operator import render
 from sluice_operator.settings import OperatorSettings
+from sluice_runtime.cpu import cgroup_cores, own_cgroup
 
 from tests.conftest import ROOT
 from tests.nodeagent.network import POD_NETWORK
@@ -92,20 +93,13 @@ def metric(pod_ip: str, name: str) -> float:
 
 
 def process_cgroup_quota(pod: dict) -> float:
-    """The CPU quota (cores) of the cgroup the pod's container process runs in."""
+    """The CPU limit (cores) the pod's container process runs under, found from its
+    /proc files as the runtime finds its own."""
     pid = int(pod["status"]["containerStatuses"][0]["containerID"].split("//")[1])
-    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if "cpu" in controllers.split(",") or controllers == "":
-            base = Path("/sys/fs/cgroup/cpu" if controllers else "/sys/fs/cgroup") / (
-                path.lstrip("/"))
-            if (base / "cpu.cfs_quota_us").exists():
-                return int((base / "cpu.cfs_quota_us").read_text()) / int(
-                    (base / "cpu.cfs_period_us").read_text())
-            if (base / "cpu.max").exists():
-                quota, period = (base / "cpu.max").read_text().split()
-                return int(quota) / int(period)
-    raise AssertionError("no CPU cgroup")
+    cores = cgroup_cores(own_cgroup(Path(f"/proc/{pid}/cgroup").read_text(),
+                                    Path(f"/proc/{pid}/mountinfo").read_text()))
+    assert cores is not None, "the process runs under no CPU limit"
+    return cores
 
 
 def resize(plane, namespace: str, name: str, cpu: str):
